@@ -1,0 +1,1 @@
+"""Built-in generator and classifier plugins of cgnbench."""

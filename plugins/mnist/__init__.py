@@ -1,0 +1,1 @@
+"""The MNIST world: CGN, DCGAN and the reference CNN."""

@@ -1,0 +1,1 @@
+"""cgnbench: a pluggable OOD robustness benchmark harness."""

@@ -1,0 +1,1 @@
+"""Data construction and loading shared by plugins and benchmarks."""
