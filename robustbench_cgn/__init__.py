@@ -1,1 +1,58 @@
-"""cgnbench: a pluggable OOD robustness benchmark harness."""
+"""cgnbench: a pluggable out-of-distribution robustness benchmark harness.
+
+Everything a plugin may rely on is importable from here.
+"""
+
+from .components import (
+    Benchmark,
+    Classifier,
+    Component,
+    DatasetSpec,
+    Generator,
+    MetricResult,
+    MetricSpec,
+    NoConfig,
+    Task,
+    TrainingSet,
+    concat_training_sets,
+)
+from .context import RunContext
+from .errors import (
+    CGNBenchError,
+    ChecksumError,
+    ConfigError,
+    DataNotFoundError,
+    IncompatibleError,
+    UnknownNameError,
+)
+from .evaluation import Predictions, accuracy, predict_dataset
+from .hookspecs import hookimpl
+from .registry import WeightsSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Benchmark",
+    "CGNBenchError",
+    "ChecksumError",
+    "Classifier",
+    "Component",
+    "ConfigError",
+    "DataNotFoundError",
+    "DatasetSpec",
+    "Generator",
+    "IncompatibleError",
+    "MetricResult",
+    "MetricSpec",
+    "NoConfig",
+    "Predictions",
+    "RunContext",
+    "Task",
+    "TrainingSet",
+    "UnknownNameError",
+    "WeightsSpec",
+    "accuracy",
+    "concat_training_sets",
+    "hookimpl",
+    "predict_dataset",
+]

@@ -1,1 +1,5 @@
-"""The command-line interface."""
+"""The command-line interface (``cgnbench``)."""
+
+from .group import cli, main
+
+__all__ = ["cli", "main"]

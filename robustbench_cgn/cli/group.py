@@ -1,0 +1,105 @@
+"""The ``cgnbench`` command group and its error handling."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+
+from ..errors import CGNBenchError
+from ..plugin_manager import load_plugins
+from .app import App
+
+
+class PluginCommandGroup(click.Group):
+    """A click group that also offers the commands plugins add via ``register_commands``."""
+
+    _plugins_loaded = False
+
+    def _load_plugin_commands(self, ctx: click.Context) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        app = ctx.obj if isinstance(ctx.obj, App) else None
+        system = app.plugins if app is not None else load_plugins()
+        system.add_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None:
+            self._load_plugin_commands(ctx)
+            command = super().get_command(ctx, name)
+        return command
+
+
+@click.group(cls=PluginCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=True, file_okay=True),
+    envvar="CGNBENCH_RESULTS",
+    help="Results database file (.sqlite) or folder. Default: $CGNBENCH_HOME/results.sqlite, "
+    "else the user data dir.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or chatter (for scripts).")
+@click.option(
+    "--block",
+    "blocked",
+    multiple=True,
+    metavar="PLUGIN",
+    help="Do not load this plugin (entry-point name); repeatable. Also $CGNBENCH_BLOCK_PLUGINS.",
+)
+@click.option(
+    "--no-autoload",
+    is_flag=True,
+    help="Do not discover plugins through entry points "
+    "(same as CGNBENCH_DISABLE_PLUGIN_AUTOLOAD=1).",
+)
+@click.version_option(package_name="cgnbench")
+@click.pass_context
+def cli(ctx: click.Context, results, quiet, blocked, no_autoload) -> None:
+    """cgnbench: out-of-distribution robustness benchmarks for counterfactual data.
+
+    A run trains a CLASSIFIER on the data of a GENERATOR (original data, CGN
+    counterfactuals, DCGAN samples, ...) and scores it on a BENCHMARK. Results go to
+    a SQLite store; leaderboards aggregate them over seeds beside published numbers.
+
+    \b
+    Typical use:
+      cgnbench list                                   # what is installed
+      cgnbench run --generator cgn --benchmark c-mnist
+      cgnbench leaderboard --format csv -o lb.csv
+    """
+    ctx.obj = App(
+        results=results,
+        quiet=quiet,
+        blocked=tuple(blocked),
+        autoload=False if no_autoload else None,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one red line and exit code 2."""
+    from . import listing, results, running  # noqa: F401  (register commands)
+
+    warnings.filterwarnings("default", module="robustbench_cgn")
+    try:
+        cli.main(args=argv, prog_name="cgnbench", standalone_mode=False)
+    except CGNBenchError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.secho("interrupted; rerun the same command to resume", fg="yellow", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.secho("interrupted; rerun the same command to resume", fg="yellow", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,152 @@
+"""``cgnbench run`` and ``cgnbench show``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ..config import load_config_file, parse_set_options
+from ..device import DEVICE_CHOICES, PRECISION_CHOICES
+from ..errors import CGNBenchError, ConfigError
+from ..render import format_value
+from ..runner import MIX_CHOICES, Runner, RunRequest
+from .app import App
+from .group import cli
+
+
+def _merge_overrides(file_config: dict[str, Any], sets: tuple[str, ...]) -> dict[str, dict]:
+    overrides: dict[str, dict] = {}
+    for section in ("generator", "classifier", "benchmark"):
+        overrides[section] = dict(file_config.get(section, {}))
+    for section, values in parse_set_options(sets).items():
+        overrides[section].update(values)
+    return overrides
+
+
+def _run_option(run_table: dict[str, Any], name: str, given: Any, default: Any) -> Any:
+    if given is not None and given != ():
+        return given
+    return run_table.get(name, default)
+
+
+@cli.command("run")
+@click.option("-g", "--generator", help="Generator of the training data (see `cgnbench list`).")
+@click.option("-b", "--benchmark", help="Benchmark to score on.")
+@click.option("-c", "--classifier", help="Classifier to train and score; default: the benchmark's.")
+@click.option("-s", "--seed", "seeds", type=int, multiple=True,
+              help="Seed; repeat for several runs (default 0).")
+@click.option("--mix", type=click.Choice(MIX_CHOICES), default=None,
+              help="Train on the generated data alone (default) or on original + generated.")
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default=None,
+              help="auto (CUDA if available), cpu or cuda.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default=None,
+              help="Autocast precision (bf16 on CPU/CUDA, fp16 on CUDA).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML file with [run], [generator], [classifier], [benchmark] tables.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one option, e.g. --set classifier.epochs=2; repeatable.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Local data root (torchvision layout); also $CGNBENCH_DATA.")
+@click.option("--workers", type=int, default=None, help="DataLoader worker processes.")
+@click.option("--force", is_flag=True, help="Rerun even if this exact run already finished.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (same as cgnbench -q run).")
+@click.pass_obj
+def run_command(app: App, generator, benchmark, classifier, seeds, mix, device, precision,
+                config_file, sets, data_dir, workers, force, quiet) -> None:
+    """Train a classifier on a generator's data and score it on a benchmark.
+
+    Each (generator, classifier, benchmark, config, seed, data, weights) combination is one
+    run with a stable id: rerunning a finished run does nothing (use --force), and an
+    interrupted run resumes where it stopped.
+    """
+    if quiet:
+        app.quiet = True
+    file_config = load_config_file(config_file) if config_file else {}
+    run_table = file_config.get("run", {})
+    generator = _run_option(run_table, "generator", generator, None)
+    benchmark = _run_option(run_table, "benchmark", benchmark, None)
+    if not generator or not benchmark:
+        raise ConfigError("run needs --generator and --benchmark (or them in the [run] table)")
+    seeds = _run_option(run_table, "seeds", seeds, (0,))
+    if isinstance(seeds, int) or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError("[run] seeds must be a list of integers")
+    request_args = dict(
+        generator=generator,
+        benchmark=benchmark,
+        classifier=_run_option(run_table, "classifier", classifier, None),
+        mix=_run_option(run_table, "mix", mix, "generated"),
+        overrides=_merge_overrides(file_config, sets),
+        device=_run_option(run_table, "device", device, "auto"),
+        precision=_run_option(run_table, "precision", precision, "fp32"),
+        num_workers=_run_option(run_table, "workers", workers, 0),
+        force=force,
+    )
+    runner = Runner(app.plugins, app.store, app.paths(data_dir), app.progress)
+    summary = Table(title="runs", title_justify="left")
+    for column in ("run id", "seed", "status", "metrics"):
+        summary.add_column(column)
+    for seed in seeds:
+        outcome = runner.run(RunRequest(seed=seed, **request_args))
+        if outcome.status == "skipped":
+            status = "already complete (use --force to rerun)"
+            metrics = app.store.metrics_frame().query("run_id == @outcome.run_id and key == ''")
+            values = {row.metric: row.value for row in metrics.itertuples()}
+        else:
+            status = "complete (resumed)" if outcome.resumed else "complete"
+            values = {m.name: m.value for m in outcome.metrics if m.key == ""}
+        text = ", ".join(f"{name}={format_value(value)}" for name, value in values.items())
+        summary.add_row(outcome.run_id, str(seed), status, text)
+    app.console.print(summary)
+
+
+@cli.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def show_command(app: App, run_id: str, as_json: bool) -> None:
+    """Show one run (a unique prefix of its id is enough): spec, provenance, metrics, files."""
+    matches = app.store.find_runs(run_id)
+    if not matches:
+        raise CGNBenchError(f"no run with id {run_id!r} in {app.store.path}")
+    if len(matches) > 1:
+        ids = ", ".join(r.run_id for r in matches[:5])
+        raise CGNBenchError(f"run id prefix {run_id!r} is ambiguous: {ids}")
+    record = matches[0]
+    metrics = app.store.metrics_frame(complete_only=False).query("run_id == @record.run_id")
+    files = sorted(
+        str(path.relative_to(record.workdir))
+        for path in Path(record.workdir or ".").rglob("*")
+        if record.workdir and path.is_file()
+    )
+    if as_json:
+        payload = {
+            **{k: v for k, v in vars(record).items()},
+            "metrics": json.loads(metrics.drop(columns=["extra"]).to_json(orient="records")),
+            "files": files,
+        }
+        click.echo(json.dumps(payload, indent=2, default=str))
+        return
+    console = app.console
+    console.print(f"[bold]run {record.run_id}[/]  status: {record.status}"
+                  f"  attempts: {record.attempts}")
+    console.print(f"{record.generator} -> {record.classifier} on {record.benchmark}"
+                  f" (mix {record.mix}, seed {record.seed}, data {record.data_source})")
+    if record.error:
+        console.print(f"[red]last error:[/] {record.error}")
+    table = Table(title="metrics", title_justify="left")
+    for column in ("metric", "key", "value", "n", "protocol"):
+        table.add_column(column)
+    for row in metrics.itertuples():
+        table.add_row(row.metric, row.key, format_value(row.value), str(row.n), row.protocol)
+    console.print(table)
+    console.print("[bold]spec[/]")
+    console.print_json(data=record.spec)
+    console.print("[bold]provenance[/]")
+    console.print_json(data=record.provenance)
+    console.print(f"[bold]files[/] in {record.workdir}:")
+    for name in files:
+        console.print(f"  {name}")

@@ -1,0 +1,211 @@
+"""The three kinds of component a plugin can provide: generators, classifiers, benchmarks.
+
+A run wires them together::
+
+    train_set  = generator.generate(task, ctx)      # labelled training data (or None)
+    classifier.build(task, ctx)
+    classifier.fit(train_set, ctx)                   # skipped when train_set is None
+    metrics    = benchmark.evaluate(classifier, ctx) # yields MetricResult
+
+Each component class declares its metadata as class attributes (``name``, ``description``,
+``version``) and its options as a dataclass ``Config`` whose field defaults are the defaults
+shown by ``cgnbench list`` and type-checked for ``--set key=value``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+
+if TYPE_CHECKING:
+    from .context import RunContext
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """Config of a component that has no options."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a benchmark asks its training data and classifier to solve.
+
+    ``name`` identifies the data distribution (e.g. ``colored-mnist``); generators declare the
+    task names they can produce data for, with wildcards (``*-mnist``).
+    """
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    family: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a benchmark reports: its name, direction and the protocol it follows."""
+
+    name: str
+    higher_is_better: bool = True
+    protocol: str = ""
+    description: str = ""
+    main: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset a benchmark needs, and how a user obtains it when it is missing."""
+
+    name: str
+    description: str = ""
+    how_to_obtain: str = ""
+
+
+@dataclass
+class MetricResult:
+    """One measured number.
+
+    ``key`` distinguishes sub-results of one metric (a head, a variant, a class): the empty key
+    is the overall value that leaderboards show. ``n`` is how many items the value is over.
+    """
+
+    name: str
+    value: float
+    n: int
+    protocol: str = ""
+    key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingSet:
+    """Labelled training data produced by a generator, with its provenance.
+
+    ``dataset`` yields ``(image, label)`` pairs; ``provenance`` says where the data came from
+    (e.g. ``{"source": "mnist-full", "variant": "colored"}``) and is stored with every run.
+    """
+
+    dataset: Dataset
+    num_classes: int
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+
+def concat_training_sets(first: TrainingSet, second: TrainingSet) -> TrainingSet:
+    """Concatenate two training sets (the paper's "O + CGN" mix)."""
+    if first.num_classes != second.num_classes:
+        raise ValueError("cannot mix training sets with different numbers of classes")
+    return TrainingSet(
+        dataset=ConcatDataset([first.dataset, second.dataset]),
+        num_classes=first.num_classes,
+        provenance={"mix": [first.provenance, second.provenance]},
+    )
+
+
+class Component(ABC):
+    """Shared metadata and config handling of every component."""
+
+    kind: ClassVar[str] = "component"
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "0.1.0"
+    Config: ClassVar[type] = NoConfig
+
+    def __init__(self, config: Any | None = None):
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The config defaults, as plain data."""
+        return dataclasses.asdict(cls.Config())
+
+    def identity(self, task: Task, ctx: RunContext) -> dict[str, Any]:
+        """Cheap facts that change the results and are known before running.
+
+        For example which data source will be used or the hash of the weights file. They go
+        into the run identity, so a run on other data or weights is a different run.
+        """
+        return {}
+
+
+class Generator(Component):
+    """Produces a labelled training set for a task. ``original`` data is a generator too."""
+
+    kind: ClassVar[str] = "generator"
+    tasks: ClassVar[tuple[str, ...]] = ("*",)
+
+    @classmethod
+    def supports(cls, task: Task) -> bool:
+        return any(fnmatch.fnmatchcase(task.name, pattern) for pattern in cls.tasks)
+
+    @abstractmethod
+    def generate(self, task: Task, ctx: RunContext) -> TrainingSet | None:
+        """Return the training data, or ``None`` for "no training: use the classifier as is"."""
+
+
+class Classifier(Component):
+    """A model that is built for a task, trained on a training set and predicts logits.
+
+    ``predict`` returns a mapping head name -> logits ``[B, num_classes]``. Single-head models
+    use the head ``""``; multi-head models (the CGN invariant ensemble) return one entry per
+    head plus their combinations, so benchmarks can report per head.
+    """
+
+    kind: ClassVar[str] = "classifier"
+    tasks: ClassVar[tuple[str, ...]] = ("*",)
+
+    @classmethod
+    def supports(cls, task: Task) -> bool:
+        return any(fnmatch.fnmatchcase(task.name, pattern) for pattern in cls.tasks)
+
+    @abstractmethod
+    def build(self, task: Task, ctx: RunContext) -> None:
+        """Create the model (and load pretrained weights, if any) on ``ctx.device``."""
+
+    @abstractmethod
+    def fit(self, train_set: TrainingSet, ctx: RunContext) -> None:
+        """Train on ``train_set``; save checkpoints with ``ctx.checkpoints`` to be resumable."""
+
+    @abstractmethod
+    def predict(self, images: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        """Logits per head for a batch already on the model's device."""
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Turn a batch as the benchmark's dataset yields it into model input (default: as is)."""
+        return images
+
+
+class Benchmark(Component):
+    """Declares its task, datasets and metrics, and scores a trained classifier.
+
+    Scoring should be a pure function of predictions (unit-testable on hand-made inputs);
+    ``evaluate`` runs the classifier over the benchmark's data and yields the metrics.
+    Results already in ``ctx.recorded_metrics`` (from an interrupted earlier attempt) may be
+    skipped.
+    """
+
+    kind: ClassVar[str] = "benchmark"
+    task: ClassVar[Task]
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    datasets: ClassVar[tuple[DatasetSpec, ...]] = ()
+    default_classifier: ClassVar[str | None] = None
+
+    @classmethod
+    def main_metric(cls) -> MetricSpec | None:
+        for spec in cls.metrics:
+            if spec.main:
+                return spec
+        return cls.metrics[0] if cls.metrics else None
+
+    @abstractmethod
+    def evaluate(self, classifier: Classifier, ctx: RunContext) -> Iterator[MetricResult]:
+        """Yield metric results; each is recorded as soon as it is yielded."""

@@ -1,0 +1,59 @@
+"""What a component gets to work with during a run."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpointer
+from .progress import ProgressReporter
+
+
+@dataclass
+class RunContext:
+    """Everything environment-specific, handed to generators, classifiers and benchmarks.
+
+    ``workdir`` belongs to this run (checkpoints, figures); it survives an interruption so
+    the next attempt resumes. ``cache_dir`` is shared between runs (built datasets,
+    downloads). ``data_dir`` is the user's local data root (``--data-dir`` / ``CGNBENCH_DATA``).
+    """
+
+    run_id: str
+    seed: int
+    device: torch.device
+    workdir: Path
+    cache_dir: Path
+    data_dir: Path | None = None
+    precision: str = "fp32"
+    num_workers: int = 0
+    progress: ProgressReporter = field(default_factory=lambda: ProgressReporter(quiet=True))
+    recorded_metrics: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def checkpoints(self) -> Checkpointer:
+        return Checkpointer(self.workdir / "checkpoints")
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Where figures and other outputs of this run go (listed by ``cgnbench show``)."""
+        path = self.workdir / "artifacts"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A torch RNG seeded from the run seed (``offset`` separates independent streams)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+    def log(self, message: str) -> None:
+        self.progress.log(message)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible run."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,229 @@
+"""Typed registries of components and named weights, in the spirit of timm's model registry.
+
+Plugins add entries inside their ``register_*`` hooks; the harness looks entries up by name,
+lists them with shell-style wildcards (``cgn*``) and suggests close matches for typos.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .components import Benchmark, Classifier, Component, Generator
+from .errors import UnknownNameError
+
+C = TypeVar("C", bound=Component)
+
+
+class RegistrationError(ValueError):
+    """A plugin tried to register an invalid or clashing entry."""
+
+
+@dataclass(frozen=True)
+class Entry(Generic[C]):
+    """A registered component class and the plugin that provided it."""
+
+    name: str
+    cls: type[C]
+    plugin: str
+
+    @property
+    def description(self) -> str:
+        return self.cls.description
+
+    @property
+    def version(self) -> str:
+        return self.cls.version
+
+    def defaults(self) -> dict[str, Any]:
+        return self.cls.defaults()
+
+
+class Registry(Generic[C]):
+    """Components of one kind (generators, classifiers or benchmarks), keyed by name."""
+
+    def __init__(self, kind: str, base: type[C]):
+        self.kind = kind
+        self.base = base
+        self._entries: dict[str, Entry[C]] = {}
+
+    def add(self, cls: type[C], *, plugin: str = "<direct>") -> type[C]:
+        """Register a component class; returns it, so this also works as a decorator."""
+        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            raise RegistrationError(
+                f"{self.kind} registry accepts subclasses of {self.base.__name__}, got {cls!r}"
+            )
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise RegistrationError(f"{cls.__name__} needs a non-empty `name` without spaces")
+        existing = self._entries.get(name)
+        if existing is not None:
+            raise RegistrationError(
+                f"{self.kind} {name!r} from plugin {plugin!r} clashes with the one "
+                f"registered by plugin {existing.plugin!r}"
+            )
+        self._entries[name] = Entry(name=name, cls=cls, plugin=plugin)
+        return cls
+
+    def get(self, name: str) -> Entry[C]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(
+                self.kind, name, self.close_matches(name), sorted(self._entries)
+            ) from None
+
+    def close_matches(self, name: str) -> list[str]:
+        names = sorted(self._entries)
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        prefixed = [n for n in names if n.startswith(name) or name.startswith(n)]
+        return list(dict.fromkeys(close + prefixed))[:5]
+
+    def list(self, pattern: str = "*") -> list[Entry[C]]:
+        """Entries whose name matches the shell-style ``pattern``, sorted by name."""
+        return [self._entries[n] for n in sorted(self._entries) if fnmatch.fnmatchcase(n, pattern)]
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return [entry.name for entry in self.list(pattern)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[C]]:
+        return iter(self.list())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Drop every entry a plugin added (used when its hook fails half-way)."""
+        for name in [n for n, e in self._entries.items() if e.plugin == plugin]:
+            del self._entries[name]
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Named pretrained weights, ``<component>.<tag>`` (e.g. ``cgn.c-mnist``).
+
+    ``source`` is a local path or package resource, or a URL that is downloaded into the cache
+    and checked against ``sha256``. ``preprocessing`` is the input convention the weights were
+    trained with (size, mean/std, value range) and travels with them, as in timm's pretrained
+    configs. ``config`` holds the component config the weights need.
+    """
+
+    name: str
+    source: str
+    sha256: str | None = None
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def component(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return self.name.split(".", 1)[1] if "." in self.name else ""
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    name: str
+    spec: WeightsSpec
+    plugin: str
+
+
+class WeightsRegistry:
+    """Named weights of every component, listable with wildcards."""
+
+    kind = "weights"
+
+    def __init__(self) -> None:
+        self._entries: dict[str, WeightsEntry] = {}
+
+    def add(self, spec: WeightsSpec, *, plugin: str = "<direct>") -> WeightsSpec:
+        if "." not in spec.name:
+            raise RegistrationError(f"weights name {spec.name!r} must look like component.tag")
+        existing = self._entries.get(spec.name)
+        if existing is not None:
+            raise RegistrationError(
+                f"weights {spec.name!r} from plugin {plugin!r} clashes with the ones "
+                f"registered by plugin {existing.plugin!r}"
+            )
+        self._entries[spec.name] = WeightsEntry(spec.name, spec, plugin)
+        return spec
+
+    def get(self, name: str) -> WeightsEntry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            names = sorted(self._entries)
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+            raise UnknownNameError("weights", name, close, names) from None
+
+    def list(self, pattern: str = "*") -> list[WeightsEntry]:
+        return [self._entries[n] for n in sorted(self._entries) if fnmatch.fnmatchcase(n, pattern)]
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return [entry.name for entry in self.list(pattern)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remove_plugin(self, plugin: str) -> None:
+        for name in [n for n, e in self._entries.items() if e.plugin == plugin]:
+            del self._entries[name]
+
+
+class PluginRegistryView:
+    """What a plugin's hook receives: ``registry.add(...)`` records the plugin's name.
+
+    It forwards to the real registry so that every entry knows which plugin provided it.
+    """
+
+    def __init__(self, registry: Registry[Any] | WeightsRegistry, plugin: str):
+        self._registry = registry
+        self._plugin = plugin
+
+    def add(self, item: Any) -> Any:
+        return self._registry.add(item, plugin=self._plugin)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._registry, attr)
+
+
+@dataclass
+class Registries:
+    """All registries of one plugin manager."""
+
+    generators: Registry[Generator] = field(
+        default_factory=lambda: Registry("generator", Generator)
+    )
+    classifiers: Registry[Classifier] = field(
+        default_factory=lambda: Registry("classifier", Classifier)
+    )
+    benchmarks: Registry[Benchmark] = field(
+        default_factory=lambda: Registry("benchmark", Benchmark)
+    )
+    weights: WeightsRegistry = field(default_factory=WeightsRegistry)
+
+    def by_kind(self, kind: str) -> Registry[Any] | WeightsRegistry:
+        mapping = {
+            "generator": self.generators,
+            "generators": self.generators,
+            "classifier": self.classifiers,
+            "classifiers": self.classifiers,
+            "benchmark": self.benchmarks,
+            "benchmarks": self.benchmarks,
+            "weights": self.weights,
+        }
+        return mapping[kind]

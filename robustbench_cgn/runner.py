@@ -1,0 +1,270 @@
+"""Resolve a run request, skip finished work, resume unfinished work, record results.
+
+The runner is the only place that writes to the results store during a run: every metric is
+committed as soon as a benchmark yields it, so an interruption keeps what was measured and
+the next attempt (same run identity) continues in the same working folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .components import (
+    Benchmark,
+    Classifier,
+    Generator,
+    MetricResult,
+    TrainingSet,
+    concat_training_sets,
+)
+from .config import build_config, config_as_dict
+from .context import RunContext, seed_everything
+from .device import PRECISION_CHOICES, resolve_device
+from .errors import CGNBenchError, ConfigError, IncompatibleError
+from .identity import RunSpec
+from .plugin_manager import PluginSystem
+from .progress import ProgressReporter
+from .provenance import collect
+from .settings import Paths
+from .store import ResultsStore, RunRecord
+
+MIX_CHOICES = ("generated", "original+generated")
+ORIGINAL_GENERATOR = "original"
+
+
+@dataclass
+class RunRequest:
+    """A user's request, as names and raw overrides (``--set`` strings or TOML values)."""
+
+    generator: str
+    benchmark: str
+    classifier: str | None = None
+    seed: int = 0
+    mix: str = "generated"
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    device: str = "auto"
+    precision: str = "fp32"
+    num_workers: int = 0
+    force: bool = False
+
+
+@dataclass
+class PlannedRun:
+    spec: RunSpec
+    generator: Generator
+    classifier: Classifier
+    benchmark: Benchmark
+    context: RunContext
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str  # "complete" | "skipped"
+    resumed: bool
+    record: RunRecord
+    metrics: list[MetricResult]
+
+
+class Runner:
+    def __init__(
+        self,
+        plugins: PluginSystem,
+        store: ResultsStore,
+        paths: Paths,
+        progress: ProgressReporter | None = None,
+    ):
+        self.plugins = plugins
+        self.store = store
+        self.paths = paths
+        self.progress = progress or ProgressReporter(quiet=True)
+
+    # -- planning ----------------------------------------------------------------------------
+    def plan(self, request: RunRequest) -> PlannedRun:
+        """Resolve names, configs and identity without running anything."""
+        registries = self.plugins.registries
+        if request.mix not in MIX_CHOICES:
+            raise ConfigError(f"unknown mix {request.mix!r}; use one of {', '.join(MIX_CHOICES)}")
+        if request.precision not in PRECISION_CHOICES:
+            raise ConfigError(
+                f"unknown precision {request.precision!r}; use {', '.join(PRECISION_CHOICES)}"
+            )
+        benchmark_entry = registries.benchmarks.get(request.benchmark)
+        generator_entry = registries.generators.get(request.generator)
+        classifier_name = request.classifier or benchmark_entry.cls.default_classifier
+        if classifier_name is None:
+            raise ConfigError(
+                f"benchmark {request.benchmark!r} has no default classifier; pass --classifier"
+            )
+        classifier_entry = registries.classifiers.get(classifier_name)
+        task = benchmark_entry.cls.task
+        for entry in (generator_entry, classifier_entry):
+            if not entry.cls.supports(task):
+                raise IncompatibleError(
+                    f"{entry.cls.kind} {entry.name!r} does not support task {task.name!r} of "
+                    f"benchmark {request.benchmark!r} (it supports: {', '.join(entry.cls.tasks)})"
+                )
+        if request.mix != "generated" and request.generator == ORIGINAL_GENERATOR:
+            raise ConfigError("mix 'original+generated' needs a generator other than 'original'")
+
+        overrides = request.overrides
+        generator = generator_entry.cls(
+            build_config(generator_entry.cls.Config, overrides.get("generator", {}),
+                         owner=f"generator {generator_entry.name!r}")
+        )
+        classifier = classifier_entry.cls(
+            build_config(classifier_entry.cls.Config, overrides.get("classifier", {}),
+                         owner=f"classifier {classifier_entry.name!r}")
+        )
+        benchmark = benchmark_entry.cls(
+            build_config(benchmark_entry.cls.Config, overrides.get("benchmark", {}),
+                         owner=f"benchmark {benchmark_entry.name!r}")
+        )
+        context = RunContext(
+            run_id="",
+            seed=request.seed,
+            device=resolve_device(request.device),
+            workdir=self.paths.runs / "pending",
+            cache_dir=self.paths.cache,
+            data_dir=self.paths.data,
+            precision=request.precision,
+            num_workers=request.num_workers,
+            progress=self.progress,
+        )
+        generator_identity = generator.identity(task, context)
+        if request.mix == "original+generated":
+            generator_identity = {**generator_identity, "original": self._original(request)
+                                  .identity(task, context)}
+        spec = RunSpec(
+            generator=generator_entry.name,
+            generator_version=generator_entry.version,
+            generator_config=config_as_dict(generator.config),
+            generator_identity=generator_identity,
+            classifier=classifier_entry.name,
+            classifier_version=classifier_entry.version,
+            classifier_config=config_as_dict(classifier.config),
+            classifier_identity=classifier.identity(task, context),
+            benchmark=benchmark_entry.name,
+            benchmark_version=benchmark_entry.version,
+            benchmark_config=config_as_dict(benchmark.config),
+            benchmark_identity=benchmark.identity(task, context),
+            mix=request.mix,
+            seed=request.seed,
+        )
+        context.run_id = spec.run_id
+        context.workdir = self.paths.run_dir(spec.run_id)
+        return PlannedRun(spec, generator, classifier, benchmark, context)
+
+    def _original(self, request: RunRequest) -> Generator:
+        entry = self.plugins.registries.generators.get(ORIGINAL_GENERATOR)
+        return entry.cls(build_config(entry.cls.Config, {}, owner="generator 'original'"))
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self, request: RunRequest) -> RunOutcome:
+        planned = self.plan(request)
+        run_id, ctx = planned.run_id, planned.context
+        existing = self.store.get_run(run_id)
+        if existing is not None and existing.status == "complete" and not request.force:
+            return RunOutcome(run_id, "skipped", False, existing, [])
+        if existing is not None and existing.status == "running" and not existing.is_stale():
+            raise CGNBenchError(
+                f"run {run_id} is being run by process {existing.pid} on {existing.host}; "
+                "wait for it to finish"
+            )
+        resumed = existing is not None and not request.force
+        if request.force and ctx.workdir.exists():
+            shutil.rmtree(ctx.workdir)
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        spec = planned.spec
+        provenance = collect(ctx.device, {p.name: p.version for p in self.plugins.plugins})
+        provenance["precision"] = ctx.precision
+        self.store.start_run(
+            run_id,
+            generator=spec.generator,
+            classifier=spec.classifier,
+            benchmark=spec.benchmark,
+            mix=spec.mix,
+            seed=spec.seed,
+            data_source=spec.data_source,
+            spec=spec.as_dict(),
+            provenance=provenance,
+            workdir=str(ctx.workdir),
+            fresh=request.force,
+        )
+        ctx.recorded_metrics = self.store.recorded_metric_keys(run_id)
+        if resumed:
+            ctx.log(f"resuming run {run_id} ({len(ctx.recorded_metrics)} metrics already recorded)")
+        started = time.perf_counter()
+        try:
+            metrics, data_provenance = self._execute(planned, request)
+        except BaseException as exc:
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+            self.store.finish_run(
+                run_id, status="incomplete", wall_time_s=time.perf_counter() - started,
+                error=reason,
+            )
+            raise
+        provenance["training_data"] = data_provenance
+        self.store.finish_run(
+            run_id, status="complete", wall_time_s=time.perf_counter() - started,
+            provenance=provenance,
+        )
+        record = self.store.get_run(run_id)
+        assert record is not None
+        return RunOutcome(run_id, "complete", resumed, record, metrics)
+
+    def _execute(
+        self, planned: PlannedRun, request: RunRequest
+    ) -> tuple[list[MetricResult], dict[str, Any] | None]:
+        ctx, task = planned.context, planned.benchmark.task
+        seed_everything(ctx.seed)
+        train_set = planned.generator.generate(task, ctx)
+        if request.mix == "original+generated":
+            original = self._original(request).generate(task, ctx)
+            if train_set is None or original is None:
+                raise IncompatibleError("mix 'original+generated' needs data from both generators")
+            train_set = concat_training_sets(original, train_set)
+        _check_training_set(train_set, task.num_classes)
+        planned.classifier.build(task, ctx)
+        if train_set is not None:
+            planned.classifier.fit(train_set, ctx)
+        specs = {spec.name: spec for spec in planned.benchmark.metrics}
+        collected: list[MetricResult] = []
+        last = time.perf_counter()
+        for result in planned.benchmark.evaluate(planned.classifier, ctx):
+            spec = specs.get(result.name)
+            if spec is None:
+                raise CGNBenchError(
+                    f"benchmark {planned.spec.benchmark!r} yielded undeclared metric "
+                    f"{result.name!r} (declared: {', '.join(specs)})"
+                )
+            now = time.perf_counter()
+            self.store.record_metric(
+                ctx.run_id,
+                result,
+                higher_is_better=spec.higher_is_better,
+                main=spec.main,
+                wall_time_s=now - last,
+            )
+            last = now
+            collected.append(result)
+        return collected, None if train_set is None else train_set.provenance
+
+
+def _check_training_set(train_set: TrainingSet | None, num_classes: int) -> None:
+    if train_set is None:
+        return
+    if train_set.num_classes != num_classes:
+        raise IncompatibleError(
+            f"the training set has {train_set.num_classes} classes but the task needs {num_classes}"
+        )
+    if len(train_set) == 0:
+        raise IncompatibleError("the generator produced an empty training set")

@@ -1,0 +1,349 @@
+"""The results store: one SQLite file, the single source of every leaderboard and export.
+
+Every write is one short ``BEGIN IMMEDIATE`` transaction in WAL mode with a busy timeout, so
+a crash or Ctrl-C loses nothing already committed and several processes can write at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .components import MetricResult
+from .errors import StoreError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id       TEXT PRIMARY KEY,
+    generator    TEXT NOT NULL,
+    classifier   TEXT NOT NULL,
+    benchmark    TEXT NOT NULL,
+    mix          TEXT NOT NULL,
+    seed         INTEGER NOT NULL,
+    data_source  TEXT NOT NULL,
+    spec         TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('running', 'incomplete', 'complete')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    created_at   TEXT NOT NULL,
+    started_at   TEXT,
+    finished_at  TEXT,
+    wall_time_s  REAL,
+    provenance   TEXT,
+    workdir      TEXT,
+    error        TEXT,
+    host         TEXT,
+    pid          INTEGER
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id           TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    name             TEXT NOT NULL,
+    key              TEXT NOT NULL DEFAULT '',
+    value            REAL,
+    n                INTEGER NOT NULL,
+    protocol         TEXT NOT NULL DEFAULT '',
+    higher_is_better INTEGER NOT NULL DEFAULT 1,
+    main             INTEGER NOT NULL DEFAULT 0,
+    wall_time_s      REAL,
+    extra            TEXT,
+    recorded_at      TEXT NOT NULL,
+    PRIMARY KEY (run_id, name, key)
+);
+CREATE INDEX IF NOT EXISTS runs_by_benchmark ON runs(benchmark);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    generator: str
+    classifier: str
+    benchmark: str
+    mix: str
+    seed: int
+    data_source: str
+    spec: dict[str, Any]
+    status: str
+    attempts: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    wall_time_s: float | None
+    provenance: dict[str, Any]
+    workdir: str | None
+    error: str | None
+    host: str | None
+    pid: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        data = dict(row)
+        data["spec"] = json.loads(data["spec"] or "{}")
+        data["provenance"] = json.loads(data["provenance"] or "{}")
+        return cls(**data)
+
+    def is_stale(self) -> bool:
+        """A 'running' record whose process is gone (killed): it may be resumed."""
+        if self.status != "running":
+            return False
+        if self.host != socket.gethostname() or self.pid is None:
+            return True
+        return not _pid_alive(self.pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed child not yet reaped) is not running
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class ResultsStore:
+    """Runs and their metrics in a SQLite database file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the results folder {self.path.parent}: {exc}") from None
+        self._connection = self._connect()
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open the results store {self.path}: {exc} "
+                "(use --results or CGNBENCH_HOME to choose a writable location)"
+            ) from None
+        return connection
+
+    def _migrate(self) -> None:
+        version = self._connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the results store {self.path} was written by a newer cgnbench "
+                f"(schema {version} > {SCHEMA_VERSION}); upgrade cgnbench or use another --results"
+            )
+        if version < SCHEMA_VERSION:
+            with self.transaction() as cursor:
+                for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                    cursor.execute(statement)
+                cursor.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One atomic write; retried while another process holds the write lock."""
+        cursor = self._connection.cursor()
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise self._store_error(exc) from None
+                time.sleep(0.05)
+        try:
+            yield cursor
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        try:
+            cursor.execute("COMMIT")
+        except sqlite3.Error as exc:
+            cursor.execute("ROLLBACK")
+            raise self._store_error(exc) from None
+
+    def _store_error(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if "readonly" in text or "read-only" in text:
+            hint = "the location is read-only; choose another with --results or CGNBENCH_HOME"
+        elif "full" in text:
+            hint = "the disk is full; free space or choose another --results location"
+        else:
+            hint = "check the --results location"
+        return StoreError(f"cannot write the results store {self.path}: {text} ({hint})")
+
+    # -- runs -----------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._connection.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return RunRecord.from_row(row) if row else None
+
+    def find_runs(self, prefix: str) -> list[RunRecord]:
+        rows = self._connection.execute(
+            "SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created_at", (prefix + "%",)
+        ).fetchall()
+        return [RunRecord.from_row(row) for row in rows]
+
+    def list_runs(self, benchmark: str | None = None) -> list[RunRecord]:
+        query, params = "SELECT * FROM runs", ()
+        if benchmark:
+            query, params = query + " WHERE benchmark = ?", (benchmark,)
+        rows = self._connection.execute(query + " ORDER BY created_at, run_id", params)
+        return [RunRecord.from_row(row) for row in rows.fetchall()]
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        generator: str,
+        classifier: str,
+        benchmark: str,
+        mix: str,
+        seed: int,
+        data_source: str,
+        spec: dict[str, Any],
+        provenance: dict[str, Any],
+        workdir: str,
+        fresh: bool = False,
+    ) -> RunRecord:
+        """Mark a run as running (creating it, or resuming/restarting an earlier attempt).
+
+        ``fresh`` deletes the metrics of earlier attempts (``--force``).
+        """
+        now = _now()
+        with self.transaction() as cursor:
+            if fresh:
+                cursor.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            cursor.execute(
+                """
+                INSERT INTO runs (run_id, generator, classifier, benchmark, mix, seed, data_source,
+                                  spec, status, attempts, created_at, started_at, provenance,
+                                  workdir, host, pid)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(run_id) DO UPDATE SET
+                    status = 'running', attempts = attempts + 1, started_at = excluded.started_at,
+                    finished_at = NULL, error = NULL, provenance = excluded.provenance,
+                    wall_time_s = CASE WHEN ? THEN NULL ELSE runs.wall_time_s END,
+                    workdir = excluded.workdir, host = excluded.host, pid = excluded.pid
+                """,
+                (
+                    run_id, generator, classifier, benchmark, mix, seed, data_source,
+                    json.dumps(spec, sort_keys=True, default=str), now, now,
+                    json.dumps(provenance, sort_keys=True, default=str), workdir,
+                    socket.gethostname(), os.getpid(), int(fresh),
+                ),
+            )
+        record = self.get_run(run_id)
+        assert record is not None
+        return record
+
+    def record_metric(
+        self,
+        run_id: str,
+        result: MetricResult,
+        *,
+        higher_is_better: bool = True,
+        main: bool = False,
+        wall_time_s: float | None = None,
+    ) -> None:
+        with self.transaction() as cursor:
+            cursor.execute(
+                """
+                INSERT OR REPLACE INTO metrics (run_id, name, key, value, n, protocol,
+                    higher_is_better, main, wall_time_s, extra, recorded_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    run_id, result.name, result.key, float(result.value), int(result.n),
+                    result.protocol, int(higher_is_better), int(main), wall_time_s,
+                    json.dumps(result.extra, sort_keys=True, default=str), _now(),
+                ),
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        wall_time_s: float,
+        error: str | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        """Close an attempt: ``complete``, or ``incomplete`` with the error that stopped it."""
+        with self.transaction() as cursor:
+            if provenance is not None:
+                cursor.execute(
+                    "UPDATE runs SET provenance = ? WHERE run_id = ?",
+                    (json.dumps(provenance, sort_keys=True, default=str), run_id),
+                )
+            cursor.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, wall_time_s = COALESCE(wall_time_s, 0)"
+                " + ?, error = ?, pid = NULL WHERE run_id = ?",
+                (status, _now(), wall_time_s, error, run_id),
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        with self.transaction() as cursor:
+            cursor.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    # -- metrics ----------------------------------------------------------------------------
+    def recorded_metric_keys(self, run_id: str) -> set[tuple[str, str]]:
+        rows = self._connection.execute(
+            "SELECT name, key FROM metrics WHERE run_id = ?", (run_id,)
+        ).fetchall()
+        return {(row["name"], row["key"]) for row in rows}
+
+    def metrics_frame(self, *, benchmark: str | None = None, complete_only: bool = True):
+        """All metrics joined with their runs, as a pandas DataFrame (one row per metric)."""
+        query = """
+            SELECT r.run_id, r.generator, r.classifier, r.benchmark, r.mix, r.seed,
+                   r.data_source, r.status, r.wall_time_s AS run_wall_time_s, r.finished_at,
+                   m.name AS metric, m.key, m.value, m.n, m.protocol, m.higher_is_better,
+                   m.main, m.wall_time_s, m.extra
+            FROM metrics m JOIN runs r USING (run_id)
+        """
+        clauses, params = [], []
+        if complete_only:
+            clauses.append("r.status = 'complete'")
+        if benchmark:
+            clauses.append("r.benchmark = ?")
+            params.append(benchmark)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += " ORDER BY r.benchmark, r.generator, r.classifier, r.seed, m.name, m.key"
+        return pd.read_sql_query(query, self._connection, params=params)
