@@ -2,13 +2,15 @@
 
 Modelled on pytest/tox: built-ins and third-party plugins come through the same
 ``cgnbench`` entry-point group; ``CGNBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` turns discovery off
-(then only plugins passed explicitly are used); ``CGNBENCH_BLOCK_PLUGINS=a,b`` (or the CLI's
+(then only plugins passed explicitly are used); ``CGNBENCH_PLUGINS=pkg.module,other`` loads
+plugin modules by import path in addition (as ``PYTEST_PLUGINS`` does); ``CGNBENCH_BLOCK_PLUGINS=a,b`` (or the CLI's
 ``--block``) blocks plugins by entry-point name. A plugin that fails to import, raises in a
 hook or registers a clashing name is reported as a warning naming it; the rest keep working.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +26,7 @@ from .registry import PluginRegistryView, Registries, RegistrationError
 ENTRY_POINT_GROUP = "cgnbench"
 DISABLE_AUTOLOAD_ENV = "CGNBENCH_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "CGNBENCH_BLOCK_PLUGINS"
+PLUGINS_ENV = "CGNBENCH_PLUGINS"
 
 # hook name -> attribute of Registries it fills
 REGISTRY_HOOKS = {
@@ -88,6 +91,10 @@ def blocked_from_env() -> list[str]:
     return [name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",") if name.strip()]
 
 
+def plugins_from_env() -> list[str]:
+    return [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
+
+
 def load_plugins(
     *,
     autoload: bool | None = None,
@@ -114,8 +121,19 @@ def load_plugins(
             if entry_points is not None
             else metadata.entry_points(group=ENTRY_POINT_GROUP)
         )
-        for entry_point in found:
+        # Built-ins first, then the rest by name: on a name clash the first one wins.
+        for entry_point in sorted(found, key=_load_order):
             _load_entry_point(system, entry_point)
+    for module_name in plugins_from_env():
+        if system.manager.is_blocked(module_name) or system.manager.has_plugin(module_name):
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            system._problem(module_name, f"failed to import (from ${PLUGINS_ENV}): {exc!r}")
+            continue
+        _register(system, module_name, module,
+                  PluginInfo(module_name, module_name, source=f"${PLUGINS_ENV}"))
     for name, plugin in extra_plugins:
         if manager.is_blocked(name):
             continue
@@ -124,6 +142,11 @@ def load_plugins(
     for hook_name, attribute in REGISTRY_HOOKS.items():
         _fill_registry(system, hook_name, getattr(system.registries, attribute))
     return system
+
+
+def _load_order(entry_point: metadata.EntryPoint) -> tuple[int, str]:
+    dist = getattr(getattr(entry_point, "dist", None), "name", None)
+    return (0 if dist == "cgnbench" else 1, entry_point.name)
 
 
 def _load_entry_point(system: PluginSystem, entry_point: metadata.EntryPoint) -> None:
@@ -151,9 +174,14 @@ def _register(system: PluginSystem, name: str, plugin: Any, info: PluginInfo) ->
     except (ValueError, pluggy.PluginValidationError) as exc:
         system._problem(name, f"could not be registered: {exc}")
         return
-    info.hooks = sorted(
-        hook.name for hook in system.manager.get_hookcallers(plugin) or () if hook.name
-    )
+    callers = system.manager.get_hookcallers(plugin) or []
+    unknown = sorted(caller.name for caller in callers if not caller.has_spec())
+    if unknown:
+        system.manager.unregister(plugin, name=name)
+        known = ", ".join(sorted(REGISTRY_HOOKS) + ["register_commands"])
+        system._problem(name, f"implements unknown hook(s) {unknown}; known hooks: {known}")
+        return
+    info.hooks = sorted(caller.name for caller in callers)
     if info.version is None:
         info.version = getattr(plugin, "__version__", None)
     system.plugins.append(info)
@@ -161,8 +189,7 @@ def _register(system: PluginSystem, name: str, plugin: Any, info: PluginInfo) ->
 
 def _fill_registry(system: PluginSystem, hook_name: str, registry: Any) -> None:
     caller = getattr(system.manager.hook, hook_name)
-    # pluggy returns implementations in LIFO call order; register in load order instead.
-    for impl in reversed(caller.get_hookimpls()):
+    for impl in caller.get_hookimpls():  # in load order
         view = _WarningView(registry, impl.plugin_name, system)
         try:
             impl.function(registry=view)

@@ -8,11 +8,16 @@ Everything the tests write goes to pytest's tmp dirs, never next to the data.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_PLUGIN_DIR = REPO_ROOT / "examples" / "cgnbench-toy-plugin"
+# The example third-party plugin is importable as a fixture plugin in every test.
+sys.path.insert(0, str(EXAMPLE_PLUGIN_DIR))
 
 
 def _shared_data_dir() -> Path:
@@ -38,3 +43,24 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CGNBENCH_HOME", str(home))
     monkeypatch.delenv("CGNBENCH_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     return home
+
+
+@pytest.fixture
+def toy_plugin_env(monkeypatch):
+    """Load the example plugin through ``CGNBENCH_PLUGINS`` (also in subprocesses)."""
+    monkeypatch.setenv("CGNBENCH_PLUGINS", "cgnbench_toy")
+    python_path = [str(EXAMPLE_PLUGIN_DIR), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in python_path if p))
+
+
+def run_cli(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m robustbench_cgn ARGS`` in a subprocess with the current environment."""
+    result = subprocess.run(
+        [sys.executable, "-m", "robustbench_cgn", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"cgnbench {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+    return result

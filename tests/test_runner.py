@@ -1,0 +1,137 @@
+"""The runner with the example plugin as a fixture plugin: identity, skip, force, resume."""
+
+from dataclasses import dataclass
+
+import cgnbench_toy
+import pytest
+
+from robustbench_cgn import Benchmark, MetricResult, MetricSpec
+from robustbench_cgn.errors import CGNBenchError, ConfigError, IncompatibleError, UnknownNameError
+from robustbench_cgn.plugin_manager import load_plugins
+from robustbench_cgn.runner import Runner, RunRequest
+from robustbench_cgn.settings import resolve_paths
+from robustbench_cgn.store import ResultsStore
+
+
+class FlakyBenchmark(Benchmark):
+    """Yields one metric, then fails once: models an interruption during evaluation."""
+
+    name = "flaky"
+    task = cgnbench_toy.TOY_TASK
+    default_classifier = "toy-linear"
+    metrics = (MetricSpec("first", main=True), MetricSpec("second"))
+    calls: list[set] = []
+
+    @dataclass(frozen=True)
+    class Config:
+        fail: bool = True
+
+    def evaluate(self, classifier, ctx):
+        FlakyBenchmark.calls.append(set(ctx.recorded_metrics))
+        if ("first", "") not in ctx.recorded_metrics:
+            yield MetricResult("first", 1.0, n=1)
+        if len(FlakyBenchmark.calls) == 1:
+            raise KeyboardInterrupt
+        yield MetricResult("second", 2.0, n=1)
+
+
+class fixture_plugin:  # noqa: N801 - a plugin namespace, as in pytest's fixture plugins
+    @staticmethod
+    @cgnbench_toy.hookimpl
+    def register_benchmarks(registry):
+        registry.add(FlakyBenchmark)
+
+
+@pytest.fixture
+def runner(tmp_path):
+    system = load_plugins(autoload=False,
+                          extra_plugins=[("toy", cgnbench_toy), ("flaky", fixture_plugin)])
+    store = ResultsStore(tmp_path / "results.sqlite")
+    yield Runner(system, store, resolve_paths(tmp_path))
+    store.close()
+
+
+def request(**changes):
+    base = dict(generator="toy-blobs", benchmark="toy-shift", device="cpu",
+                overrides={"classifier": {"epochs": "2"}})
+    base.update(changes)
+    return RunRequest(**base)
+
+
+def test_run_records_metrics_and_provenance(runner):
+    outcome = runner.run(request())
+    assert outcome.status == "complete" and not outcome.resumed
+    assert {m.name for m in outcome.metrics} == {"iid_acc", "ood_acc"}
+    record = runner.store.get_run(outcome.run_id)
+    assert record.status == "complete" and record.wall_time_s > 0
+    assert record.provenance["packages"]["torch"]
+    assert record.provenance["training_data"]["source"] == "toy-synthetic"
+    assert record.spec["classifier"]["config"]["epochs"] == 2
+    assert record.data_source == "toy-synthetic"
+
+
+def test_rerun_is_a_noop_and_force_reruns(runner):
+    first = runner.run(request())
+    again = runner.run(request())
+    assert again.status == "skipped" and again.run_id == first.run_id
+    forced = runner.run(request(force=True))
+    assert forced.status == "complete" and runner.store.get_run(first.run_id).attempts == 2
+
+
+def test_same_seed_gives_bitwise_identical_metrics(runner, tmp_path):
+    first = runner.run(request(seed=3))
+    values = {m.name: m.value for m in first.metrics}
+    forced = runner.run(request(seed=3, force=True))
+    assert values == {m.name: m.value for m in forced.metrics}
+
+
+def test_interrupted_run_is_incomplete_then_resumes_without_redoing_metrics(runner):
+    FlakyBenchmark.calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(request(benchmark="flaky"))
+    run_id = runner.plan(request(benchmark="flaky")).run_id
+    record = runner.store.get_run(run_id)
+    assert record.status == "incomplete" and record.error == "interrupted"
+    assert runner.store.recorded_metric_keys(run_id) == {("first", "")}
+    outcome = runner.run(request(benchmark="flaky"))
+    assert outcome.resumed and outcome.status == "complete"
+    assert FlakyBenchmark.calls[1] == {("first", "")}
+    assert runner.store.recorded_metric_keys(run_id) == {("first", ""), ("second", "")}
+
+
+def test_unknown_names_and_bad_config(runner):
+    with pytest.raises(UnknownNameError, match="toy-blobs"):
+        runner.plan(request(generator="toy-blob"))
+    with pytest.raises(UnknownNameError, match="toy-shift"):
+        runner.plan(request(benchmark="toy-shfit"))
+    with pytest.raises(ConfigError, match="no option"):
+        runner.plan(request(overrides={"generator": {"nn": "1"}}))
+    with pytest.raises(ConfigError, match="mix"):
+        runner.plan(request(mix="everything"))
+
+
+def test_mix_needs_an_original_generator(runner):
+    with pytest.raises(UnknownNameError, match="generator 'original'"):
+        runner.plan(request(mix="original+generated"))
+
+
+def test_incompatible_task(runner):
+    class OtherTask(cgnbench_toy.ToyBlobs):
+        name = "other"
+        tasks = ("imagenet",)
+
+    runner.plugins.registries.generators.add(OtherTask, plugin="test")
+    with pytest.raises(IncompatibleError, match="does not support task 'toy-shift'"):
+        runner.plan(request(generator="other"))
+
+
+def test_undeclared_metric_is_an_error(runner):
+    class Sloppy(FlakyBenchmark):
+        name = "sloppy"
+
+        def evaluate(self, classifier, ctx):
+            yield MetricResult("undeclared", 1.0, n=1)
+
+    runner.plugins.registries.benchmarks.add(Sloppy, plugin="test")
+    with pytest.raises(CGNBenchError, match="undeclared metric"):
+        runner.run(request(benchmark="sloppy"))

@@ -1,0 +1,104 @@
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from robustbench_cgn.components import MetricResult
+from robustbench_cgn.errors import StoreError
+from robustbench_cgn.store import SCHEMA_VERSION, ResultsStore
+
+
+def start(store, run_id, seed=0):
+    return store.start_run(run_id, generator="g", classifier="c", benchmark="b", mix="generated",
+                           seed=seed, data_source="src", spec={"seed": seed}, provenance={},
+                           workdir="/tmp/x")
+
+
+def test_run_lifecycle_and_metrics(tmp_path):
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        record = start(store, "abc")
+        assert record.status == "running" and record.attempts == 1 and not record.is_stale()
+        store.record_metric("abc", MetricResult("acc", 90.0, n=10, protocol="p"), main=True)
+        store.record_metric("abc", MetricResult("acc", 91.0, n=10, key="head"))
+        assert store.recorded_metric_keys("abc") == {("acc", ""), ("acc", "head")}
+        store.finish_run("abc", status="complete", wall_time_s=1.5)
+        assert store.get_run("abc").status == "complete"
+        frame = store.metrics_frame()
+        assert sorted(frame["value"]) == [90.0, 91.0]
+        record = start(store, "abc")  # a second attempt keeps metrics unless fresh
+        assert record.attempts == 2 and store.recorded_metric_keys("abc")
+        store.start_run("abc", generator="g", classifier="c", benchmark="b", mix="generated",
+                        seed=0, data_source="src", spec={}, provenance={}, workdir="/x",
+                        fresh=True)
+        assert store.recorded_metric_keys("abc") == set()
+
+
+def test_incomplete_runs_are_hidden_from_frames(tmp_path):
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        start(store, "a")
+        store.record_metric("a", MetricResult("acc", 1.0, n=1))
+        assert store.metrics_frame().empty
+        assert len(store.metrics_frame(complete_only=False)) == 1
+
+
+def test_failed_transaction_rolls_back(tmp_path):
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        with pytest.raises(RuntimeError), store.transaction() as cursor:
+            cursor.execute("INSERT INTO runs (run_id, generator, classifier, benchmark, mix, seed,"
+                           " data_source, spec, status, created_at) VALUES ('x','g','c','b','m',0,"
+                           "'s','{}','running','now')")
+            raise RuntimeError("crash mid-transaction")
+        assert store.get_run("x") is None
+
+
+def test_stale_running_record(tmp_path):
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        start(store, "a")
+        with store.transaction() as cursor:
+            cursor.execute("UPDATE runs SET pid = 999999999 WHERE run_id = 'a'")
+        assert store.get_run("a").is_stale()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "r.sqlite"
+    ResultsStore(path).close()
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(StoreError, match="newer cgnbench"):
+        ResultsStore(path)
+
+
+def test_read_only_database_file_gives_store_error(tmp_path):
+    path = tmp_path / "r.sqlite"
+    ResultsStore(path).close()
+    store = ResultsStore(path)
+    store._connection.execute("PRAGMA query_only = ON")  # works even as root
+    with pytest.raises(StoreError, match="cannot write"):
+        start(store, "a")
+
+
+def _writer(path: str, prefix: str, count: int) -> None:
+    store = ResultsStore(path)
+    for index in range(count):
+        run_id = f"{prefix}{index}"
+        start(store, run_id, seed=index)
+        for metric in range(3):
+            store.record_metric(run_id, MetricResult(f"m{metric}", float(index), n=1))
+        store.finish_run(run_id, status="complete", wall_time_s=0.0)
+    store.close()
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    path = str(tmp_path / "r.sqlite")
+    ResultsStore(path).close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(path, p, 40)) for p in ("a", "b")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    with ResultsStore(path) as store:
+        assert len(store.list_runs()) == 80
+        assert len(store.metrics_frame()) == 240
