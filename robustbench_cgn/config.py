@@ -25,7 +25,7 @@ _NONE = {"none", "null"}
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config: optional ``[run]`` plus ``[generator]``/``[classifier]``/``[benchmark]``."""
+    """Read a TOML config: an optional ``[run]`` table plus one table per component kind."""
     path = Path(path)
     try:
         with path.open("rb") as handle:

@@ -50,9 +50,15 @@ def config_labels(specs: Mapping[str, Mapping]) -> dict[str, str]:
         values: dict[str, str] = {}
         for section in ("generator", "classifier", "benchmark"):
             part = spec.get(section, {})
-            _flatten(section, {"config": part.get("config", {}),
-                               "identity": part.get("identity", {}),
-                               "version": part.get("version")}, values)
+            _flatten(
+                section,
+                {
+                    "config": part.get("config", {}),
+                    "identity": part.get("identity", {}),
+                    "version": part.get("version"),
+                },
+                values,
+            )
         flat[run_id] = values
     keys = sorted({key for values in flat.values() for key in values})
     varying = [k for k in keys if len({values.get(k) for values in flat.values()}) > 1]
@@ -68,8 +74,17 @@ def aggregate(metrics: pd.DataFrame, specs: Mapping[str, Mapping]) -> pd.DataFra
     overall = metrics[metrics["key"] == ""].copy()
     if overall.empty:
         return pd.DataFrame(
-            columns=["benchmark", *ROW_KEYS, "metric", "mean", "se", "seeds", "n", "protocol",
-                     "higher_is_better"]
+            columns=[
+                "benchmark",
+                *ROW_KEYS,
+                "metric",
+                "mean",
+                "se",
+                "seeds",
+                "n",
+                "protocol",
+                "higher_is_better",
+            ]
         )
     labels: dict[str, str] = {}
     for _, group in overall.groupby("benchmark"):
@@ -101,7 +116,10 @@ def build_leaderboard(
     frames = []
     for bench, group in long.groupby("benchmark", sort=True):
         wide = group.pivot_table(
-            index=ROW_KEYS, columns="metric", values=["mean", "se"], aggfunc="first",
+            index=ROW_KEYS,
+            columns="metric",
+            values=["mean", "se"],
+            aggfunc="first",
             dropna=False,
         )
         table = pd.DataFrame(index=wide.index)
@@ -153,8 +171,9 @@ def _sort(board: pd.DataFrame, main_metrics: Mapping[str, MainMetric]) -> pd.Dat
     for bench, group in board.groupby("benchmark", sort=True):
         main = main_metrics.get(bench)
         if main is not None and main.name in group.columns:
-            group = group.sort_values(main.name, ascending=not main.higher_is_better,
-                                      na_position="last", kind="stable")
+            group = group.sort_values(
+                main.name, ascending=not main.higher_is_better, na_position="last", kind="stable"
+            )
         parts.append(group)
     return pd.concat(parts) if parts else board
 
@@ -162,5 +181,8 @@ def _sort(board: pd.DataFrame, main_metrics: Mapping[str, MainMetric]) -> pd.Dat
 def metric_columns(board: pd.DataFrame) -> list[str]:
     """The metric (mean) columns of a leaderboard, without the ``_se`` companions."""
     fixed = {"benchmark", "kind", "source", *ROW_KEYS, "seeds"}
-    return [c for c in board.columns if c not in fixed and not c.endswith("_se")
-            and board[c].notna().any()]
+    return [
+        c
+        for c in board.columns
+        if c not in fixed and not c.endswith("_se") and board[c].notna().any()
+    ]

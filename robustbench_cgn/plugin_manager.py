@@ -3,9 +3,10 @@
 Modelled on pytest/tox: built-ins and third-party plugins come through the same
 ``cgnbench`` entry-point group; ``CGNBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` turns discovery off
 (then only plugins passed explicitly are used); ``CGNBENCH_PLUGINS=pkg.module,other`` loads
-plugin modules by import path in addition (as ``PYTEST_PLUGINS`` does); ``CGNBENCH_BLOCK_PLUGINS=a,b`` (or the CLI's
-``--block``) blocks plugins by entry-point name. A plugin that fails to import, raises in a
-hook or registers a clashing name is reported as a warning naming it; the rest keep working.
+plugin modules by import path in addition (as ``PYTEST_PLUGINS`` does);
+``CGNBENCH_BLOCK_PLUGINS=a,b`` (or the CLI's ``--block``) blocks plugins by entry-point name.
+A plugin that fails to import, raises in a hook or registers a clashing name is reported as a
+warning naming it; the rest keep working.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .registry import PluginRegistryView, Registries, RegistrationError
+from .registry import PluginRegistryView, RegistrationError, Registries
 
 ENTRY_POINT_GROUP = "cgnbench"
 DISABLE_AUTOLOAD_ENV = "CGNBENCH_DISABLE_PLUGIN_AUTOLOAD"
@@ -132,8 +133,12 @@ def load_plugins(
         except Exception as exc:
             system._problem(module_name, f"failed to import (from ${PLUGINS_ENV}): {exc!r}")
             continue
-        _register(system, module_name, module,
-                  PluginInfo(module_name, module_name, source=f"${PLUGINS_ENV}"))
+        _register(
+            system,
+            module_name,
+            module,
+            PluginInfo(module_name, module_name, source=f"${PLUGINS_ENV}"),
+        )
     for name, plugin in extra_plugins:
         if manager.is_blocked(name):
             continue

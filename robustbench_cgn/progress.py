@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TypeVar
 
 from rich.console import Console
@@ -76,5 +76,3 @@ class ProgressTask:
     def update(self, advance: int = 1, status: str | None = None) -> None:
         fields = {} if status is None else {"status": status}
         self._progress.update(self._id, advance=advance, **fields)
-
-

@@ -57,9 +57,12 @@ def rich_tables(board: pd.DataFrame, titles: dict[str, str] | None = None) -> li
         title = (titles or {}).get(bench, bench)
         table = Table(title=title, caption="ref · = published reference row, not measured here")
         for name in header:
-            table.add_column(name, justify="right" if name not in {"generator", "classifier",
-                                                                    "mix", "data", "config"}
-                             else "left")
+            table.add_column(
+                name,
+                justify="right"
+                if name not in {"generator", "classifier", "mix", "data", "config"}
+                else "left",
+            )
         for cells, reference in zip(rows, references, strict=True):
             table.add_row(*cells, style="dim italic" if reference else None)
         tables.append(table)
@@ -71,9 +74,11 @@ def to_markdown(board: pd.DataFrame, titles: dict[str, str] | None = None) -> st
     for bench, group in board.groupby("benchmark", sort=True):
         header, rows, references = _display_rows(group)
         frame = pd.DataFrame(rows, columns=header)
-        parts.append(f"## {(titles or {}).get(bench, bench)}\n\n"
-                     + frame.to_markdown(index=False)
-                     + "\n\nRows starting with `ref ·` are published references, not measured here.")
+        parts.append(
+            f"## {(titles or {}).get(bench, bench)}\n\n"
+            + frame.to_markdown(index=False)
+            + "\n\nRows starting with `ref ·` are published references, not measured here."
+        )
     return "\n\n".join(parts) + "\n"
 
 

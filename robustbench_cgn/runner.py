@@ -117,16 +117,25 @@ class Runner:
 
         overrides = request.overrides
         generator = generator_entry.cls(
-            build_config(generator_entry.cls.Config, overrides.get("generator", {}),
-                         owner=f"generator {generator_entry.name!r}")
+            build_config(
+                generator_entry.cls.Config,
+                overrides.get("generator", {}),
+                owner=f"generator {generator_entry.name!r}",
+            )
         )
         classifier = classifier_entry.cls(
-            build_config(classifier_entry.cls.Config, overrides.get("classifier", {}),
-                         owner=f"classifier {classifier_entry.name!r}")
+            build_config(
+                classifier_entry.cls.Config,
+                overrides.get("classifier", {}),
+                owner=f"classifier {classifier_entry.name!r}",
+            )
         )
         benchmark = benchmark_entry.cls(
-            build_config(benchmark_entry.cls.Config, overrides.get("benchmark", {}),
-                         owner=f"benchmark {benchmark_entry.name!r}")
+            build_config(
+                benchmark_entry.cls.Config,
+                overrides.get("benchmark", {}),
+                owner=f"benchmark {benchmark_entry.name!r}",
+            )
         )
         context = RunContext(
             run_id="",
@@ -141,8 +150,10 @@ class Runner:
         )
         generator_identity = generator.identity(task, context)
         if request.mix == "original+generated":
-            generator_identity = {**generator_identity, "original": self._original(request)
-                                  .identity(task, context)}
+            generator_identity = {
+                **generator_identity,
+                "original": self._original(request).identity(task, context),
+            }
         spec = RunSpec(
             generator=generator_entry.name,
             generator_version=generator_entry.version,
@@ -208,13 +219,17 @@ class Runner:
         except BaseException as exc:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
             self.store.finish_run(
-                run_id, status="incomplete", wall_time_s=time.perf_counter() - started,
+                run_id,
+                status="incomplete",
+                wall_time_s=time.perf_counter() - started,
                 error=reason,
             )
             raise
         provenance["training_data"] = data_provenance
         self.store.finish_run(
-            run_id, status="complete", wall_time_s=time.perf_counter() - started,
+            run_id,
+            status="complete",
+            wall_time_s=time.perf_counter() - started,
             provenance=provenance,
         )
         record = self.store.get_run(run_id)

@@ -132,7 +132,9 @@ class ResultsStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the results folder {self.path.parent}: {exc}") from None
+            raise StoreError(
+                f"cannot create the results folder {self.path.parent}: {exc}"
+            ) from None
         self._connection = self._connect()
         self._migrate()
 
@@ -262,10 +264,21 @@ class ResultsStore:
                     workdir = excluded.workdir, host = excluded.host, pid = excluded.pid
                 """,
                 (
-                    run_id, generator, classifier, benchmark, mix, seed, data_source,
-                    json.dumps(spec, sort_keys=True, default=str), now, now,
-                    json.dumps(provenance, sort_keys=True, default=str), workdir,
-                    socket.gethostname(), os.getpid(), int(fresh),
+                    run_id,
+                    generator,
+                    classifier,
+                    benchmark,
+                    mix,
+                    seed,
+                    data_source,
+                    json.dumps(spec, sort_keys=True, default=str),
+                    now,
+                    now,
+                    json.dumps(provenance, sort_keys=True, default=str),
+                    workdir,
+                    socket.gethostname(),
+                    os.getpid(),
+                    int(fresh),
                 ),
             )
         record = self.get_run(run_id)
@@ -289,9 +302,17 @@ class ResultsStore:
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
-                    run_id, result.name, result.key, float(result.value), int(result.n),
-                    result.protocol, int(higher_is_better), int(main), wall_time_s,
-                    json.dumps(result.extra, sort_keys=True, default=str), _now(),
+                    run_id,
+                    result.name,
+                    result.key,
+                    float(result.value),
+                    int(result.n),
+                    result.protocol,
+                    int(higher_is_better),
+                    int(main),
+                    wall_time_s,
+                    json.dumps(result.extra, sort_keys=True, default=str),
+                    _now(),
                 ),
             )
 
@@ -312,8 +333,9 @@ class ResultsStore:
                     (json.dumps(provenance, sort_keys=True, default=str), run_id),
                 )
             cursor.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, wall_time_s = COALESCE(wall_time_s, 0)"
-                " + ?, error = ?, pid = NULL WHERE run_id = ?",
+                "UPDATE runs SET status = ?, finished_at = ?,"
+                " wall_time_s = COALESCE(wall_time_s, 0) + ?, error = ?, pid = NULL"
+                " WHERE run_id = ?",
                 (status, _now(), wall_time_s, error, run_id),
             )
 

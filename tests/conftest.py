@@ -57,10 +57,13 @@ def run_cli(*args: str, check: bool = True, timeout: float = 300) -> subprocess.
     """Run ``python -m robustbench_cgn ARGS`` in a subprocess with the current environment."""
     result = subprocess.run(
         [sys.executable, "-m", "robustbench_cgn", *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
+        command = " ".join(args)
         raise AssertionError(
-            f"cgnbench {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+            f"cgnbench {command} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
         )
     return result

@@ -31,9 +31,18 @@ class Options:
 
 
 def test_defaults_and_typed_overrides():
-    config = build_config(Options, {"epochs": "3", "lr": "2e-4", "edge_loss": "yes",
-                                    "mode": "improved", "weights": "0,1,2,3",
-                                    "path": "none"}, owner="x")
+    config = build_config(
+        Options,
+        {
+            "epochs": "3",
+            "lr": "2e-4",
+            "edge_loss": "yes",
+            "mode": "improved",
+            "weights": "0,1,2,3",
+            "path": "none",
+        },
+        owner="x",
+    )
     assert config == Options(3, 2e-4, True, "improved", (0.0, 1.0, 2.0, 3.0), None)
     assert config_as_dict(build_config(Options, {"path": "/a"}, owner="x"))["path"] == "/a"
 
@@ -62,7 +71,9 @@ def test_scientific_integers():
 
 def test_parse_set_options():
     assert parse_set_options(["generator.n=1e5", "classifier.epochs = 2"]) == {
-        "generator": {"n": "1e5"}, "classifier": {"epochs": "2"}}
+        "generator": {"n": "1e5"},
+        "classifier": {"epochs": "2"},
+    }
     for bad in ["epochs=2", "run.seed=1", "generator.n"]:
         with pytest.raises(ConfigError):
             parse_set_options([bad])
@@ -83,8 +94,10 @@ def test_config_file(tmp_path):
         load_config_file(tmp_path / "missing.toml")
 
 
-@given(st.text(max_size=40), st.sampled_from(["epochs", "lr", "edge_loss", "mode", "weights",
-                                               "path", "unknown"]))
+@given(
+    st.text(max_size=40),
+    st.sampled_from(["epochs", "lr", "edge_loss", "mode", "weights", "path", "unknown"]),
+)
 def test_fuzzed_set_values_either_parse_or_raise_config_error(raw, key):
     """Property: any --set string gives a valid config or a ConfigError, never a crash."""
     try:

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 
 from robustbench_cgn import Generator, UnknownNameError
-from robustbench_cgn.registry import Registry, RegistrationError, WeightsRegistry, WeightsSpec
+from robustbench_cgn.registry import RegistrationError, Registry, WeightsRegistry, WeightsSpec
 
 
 def make_generator(gen_name: str) -> type[Generator]:
@@ -72,8 +72,9 @@ def test_remove_plugin(registry):
 
 def test_weights_registry_names_and_tags():
     weights = WeightsRegistry()
-    spec = WeightsSpec("cgn.c-mnist", source="pkg://x.pth", tags=("mnist",),
-                       preprocessing={"range": [-1, 1]})
+    spec = WeightsSpec(
+        "cgn.c-mnist", source="pkg://x.pth", tags=("mnist",), preprocessing={"range": [-1, 1]}
+    )
     weights.add(spec, plugin="p")
     assert spec.component == "cgn" and spec.tag == "c-mnist"
     assert weights.names("cgn.*") == ["cgn.c-mnist"]

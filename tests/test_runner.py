@@ -44,16 +44,21 @@ class fixture_plugin:  # noqa: N801 - a plugin namespace, as in pytest's fixture
 
 @pytest.fixture
 def runner(tmp_path):
-    system = load_plugins(autoload=False,
-                          extra_plugins=[("toy", cgnbench_toy), ("flaky", fixture_plugin)])
+    system = load_plugins(
+        autoload=False, extra_plugins=[("toy", cgnbench_toy), ("flaky", fixture_plugin)]
+    )
     store = ResultsStore(tmp_path / "results.sqlite")
     yield Runner(system, store, resolve_paths(tmp_path))
     store.close()
 
 
 def request(**changes):
-    base = dict(generator="toy-blobs", benchmark="toy-shift", device="cpu",
-                overrides={"classifier": {"epochs": "2"}})
+    base = dict(
+        generator="toy-blobs",
+        benchmark="toy-shift",
+        device="cpu",
+        overrides={"classifier": {"epochs": "2"}},
+    )
     base.update(changes)
     return RunRequest(**base)
 

@@ -9,9 +9,18 @@ from robustbench_cgn.store import SCHEMA_VERSION, ResultsStore
 
 
 def start(store, run_id, seed=0):
-    return store.start_run(run_id, generator="g", classifier="c", benchmark="b", mix="generated",
-                           seed=seed, data_source="src", spec={"seed": seed}, provenance={},
-                           workdir="/tmp/x")
+    return store.start_run(
+        run_id,
+        generator="g",
+        classifier="c",
+        benchmark="b",
+        mix="generated",
+        seed=seed,
+        data_source="src",
+        spec={"seed": seed},
+        provenance={},
+        workdir="/tmp/x",
+    )
 
 
 def test_run_lifecycle_and_metrics(tmp_path):
@@ -27,9 +36,19 @@ def test_run_lifecycle_and_metrics(tmp_path):
         assert sorted(frame["value"]) == [90.0, 91.0]
         record = start(store, "abc")  # a second attempt keeps metrics unless fresh
         assert record.attempts == 2 and store.recorded_metric_keys("abc")
-        store.start_run("abc", generator="g", classifier="c", benchmark="b", mix="generated",
-                        seed=0, data_source="src", spec={}, provenance={}, workdir="/x",
-                        fresh=True)
+        store.start_run(
+            "abc",
+            generator="g",
+            classifier="c",
+            benchmark="b",
+            mix="generated",
+            seed=0,
+            data_source="src",
+            spec={},
+            provenance={},
+            workdir="/x",
+            fresh=True,
+        )
         assert store.recorded_metric_keys("abc") == set()
 
 
@@ -44,9 +63,11 @@ def test_incomplete_runs_are_hidden_from_frames(tmp_path):
 def test_failed_transaction_rolls_back(tmp_path):
     with ResultsStore(tmp_path / "r.sqlite") as store:
         with pytest.raises(RuntimeError), store.transaction() as cursor:
-            cursor.execute("INSERT INTO runs (run_id, generator, classifier, benchmark, mix, seed,"
-                           " data_source, spec, status, created_at) VALUES ('x','g','c','b','m',0,"
-                           "'s','{}','running','now')")
+            cursor.execute(
+                "INSERT INTO runs (run_id, generator, classifier, benchmark, mix, seed,"
+                " data_source, spec, status, created_at) VALUES ('x','g','c','b','m',0,"
+                "'s','{}','running','now')"
+            )
             raise RuntimeError("crash mid-transaction")
         assert store.get_run("x") is None
 

@@ -34,8 +34,9 @@ def list_command(app: App, kind: str | None, pattern: str) -> None:
             for column in ("name", "description", "tags", "plugin"):
                 table.add_column(column)
             for entry in entries:
-                table.add_row(entry.name, entry.spec.description, ", ".join(entry.spec.tags),
-                              entry.plugin)
+                table.add_row(
+                    entry.name, entry.spec.description, ", ".join(entry.spec.tags), entry.plugin
+                )
         else:
             for column in ("name", "description", "version", "plugin", "defaults"):
                 table.add_column(column, overflow="fold")
@@ -43,9 +44,16 @@ def list_command(app: App, kind: str | None, pattern: str) -> None:
                 extra = ""
                 if current == "benchmarks":
                     main = entry.cls.main_metric()
-                    extra = f" [task {entry.cls.task.name}; main metric {main.name if main else '-'}]"
-                table.add_row(entry.name, entry.description + extra, entry.version, entry.plugin,
-                              _defaults_text(entry.defaults()))
+                    extra = (
+                        f" [task {entry.cls.task.name}; main metric {main.name if main else '-'}]"
+                    )
+                table.add_row(
+                    entry.name,
+                    entry.description + extra,
+                    entry.version,
+                    entry.plugin,
+                    _defaults_text(entry.defaults()),
+                )
         app.console.print(table)
 
 
@@ -74,13 +82,19 @@ def plugins_command(app: App, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    table = Table(title=f"plugins (autoload {'on' if system.autoload else 'off'})",
-                  title_justify="left")
+    table = Table(
+        title=f"plugins (autoload {'on' if system.autoload else 'off'})", title_justify="left"
+    )
     for column in ("name", "module", "distribution", "version", "hooks"):
         table.add_column(column, overflow="fold")
     for info in data["plugins"]:
-        table.add_row(info["name"], info["module"], info["distribution"] or "-",
-                      info["version"] or "-", ", ".join(info["hooks"]))
+        table.add_row(
+            info["name"],
+            info["module"],
+            info["distribution"] or "-",
+            info["version"] or "-",
+            ", ".join(info["hooks"]),
+        )
     app.console.print(table)
     if system.blocked:
         app.console.print(f"blocked: {', '.join(system.blocked)}")

@@ -21,15 +21,21 @@ def _write(text: str, output: str | None) -> None:
 
 @cli.command("leaderboard")
 @click.option("-b", "--benchmark", help="Only this benchmark.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True)
+@click.option(
+    "-f", "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
 @click.option("--no-references", is_flag=True, help="Hide the published reference rows.")
-@click.option("--only-measured-benchmarks/--all-benchmarks", default=True, show_default=True,
-              help="Show references only for benchmarks that have measured runs.")
+@click.option(
+    "--only-measured-benchmarks/--all-benchmarks",
+    default=True,
+    show_default=True,
+    help="Show references only for benchmarks that have measured runs.",
+)
 @click.pass_obj
-def leaderboard_command(app: App, benchmark, fmt, output, no_references,
-                        only_measured_benchmarks) -> None:
+def leaderboard_command(
+    app: App, benchmark, fmt, output, no_references, only_measured_benchmarks
+) -> None:
     """Runs aggregated over seeds (mean ± standard error), sorted by each benchmark's main
     metric, with published reference rows marked as such."""
     store = app.store

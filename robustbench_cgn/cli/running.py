@@ -37,26 +37,70 @@ def _run_option(run_table: dict[str, Any], name: str, given: Any, default: Any) 
 @click.option("-g", "--generator", help="Generator of the training data (see `cgnbench list`).")
 @click.option("-b", "--benchmark", help="Benchmark to score on.")
 @click.option("-c", "--classifier", help="Classifier to train and score; default: the benchmark's.")
-@click.option("-s", "--seed", "seeds", type=int, multiple=True,
-              help="Seed; repeat for several runs (default 0).")
-@click.option("--mix", type=click.Choice(MIX_CHOICES), default=None,
-              help="Train on the generated data alone (default) or on original + generated.")
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default=None,
-              help="auto (CUDA if available), cpu or cuda.")
-@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default=None,
-              help="Autocast precision (bf16 on CPU/CUDA, fp16 on CUDA).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="TOML file with [run], [generator], [classifier], [benchmark] tables.")
-@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override one option, e.g. --set classifier.epochs=2; repeatable.")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Local data root (torchvision layout); also $CGNBENCH_DATA.")
+@click.option(
+    "-s",
+    "--seed",
+    "seeds",
+    type=int,
+    multiple=True,
+    help="Seed; repeat for several runs (default 0).",
+)
+@click.option(
+    "--mix",
+    type=click.Choice(MIX_CHOICES),
+    default=None,
+    help="Train on the generated data alone (default) or on original + generated.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICE_CHOICES),
+    default=None,
+    help="auto (CUDA if available), cpu or cuda.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISION_CHOICES),
+    default=None,
+    help="Autocast precision (bf16 on CPU/CUDA, fp16 on CUDA).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file with [run], [generator], [classifier], [benchmark] tables.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override one option, e.g. --set classifier.epochs=2; repeatable.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Local data root (torchvision layout); also $CGNBENCH_DATA.",
+)
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes.")
 @click.option("--force", is_flag=True, help="Rerun even if this exact run already finished.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (same as cgnbench -q run).")
 @click.pass_obj
-def run_command(app: App, generator, benchmark, classifier, seeds, mix, device, precision,
-                config_file, sets, data_dir, workers, force, quiet) -> None:
+def run_command(
+    app: App,
+    generator,
+    benchmark,
+    classifier,
+    seeds,
+    mix,
+    device,
+    precision,
+    config_file,
+    sets,
+    data_dir,
+    workers,
+    force,
+    quiet,
+) -> None:
     """Train a classifier on a generator's data and score it on a benchmark.
 
     Each (generator, classifier, benchmark, config, seed, data, weights) combination is one
@@ -131,10 +175,13 @@ def show_command(app: App, run_id: str, as_json: bool) -> None:
         click.echo(json.dumps(payload, indent=2, default=str))
         return
     console = app.console
-    console.print(f"[bold]run {record.run_id}[/]  status: {record.status}"
-                  f"  attempts: {record.attempts}")
-    console.print(f"{record.generator} -> {record.classifier} on {record.benchmark}"
-                  f" (mix {record.mix}, seed {record.seed}, data {record.data_source})")
+    console.print(
+        f"[bold]run {record.run_id}[/]  status: {record.status}  attempts: {record.attempts}"
+    )
+    console.print(
+        f"{record.generator} -> {record.classifier} on {record.benchmark}"
+        f" (mix {record.mix}, seed {record.seed}, data {record.data_source})"
+    )
     if record.error:
         console.print(f"[red]last error:[/] {record.error}")
     table = Table(title="metrics", title_justify="left")

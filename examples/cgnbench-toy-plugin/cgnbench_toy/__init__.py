@@ -33,8 +33,13 @@ from robustbench_cgn import (
 
 __version__ = "1.0.0"
 
-TOY_TASK = Task(name="toy-shift", num_classes=4, input_shape=(1, 8, 8), family="toy",
-                description="quadrant squares with a spurious brightness cue")
+TOY_TASK = Task(
+    name="toy-shift",
+    num_classes=4,
+    input_shape=(1, 8, 8),
+    family="toy",
+    description="quadrant squares with a spurious brightness cue",
+)
 
 
 def make_toy_images(n: int, spurious: float, generator: torch.Generator):
@@ -73,8 +78,11 @@ class ToyBlobs(Generator):
 
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet:
         images, labels = make_toy_images(self.config.n, self.config.spurious, ctx.generator(1))
-        return TrainingSet(TensorDataset(images, labels), task.num_classes,
-                           {"source": "toy-synthetic", "spurious": self.config.spurious})
+        return TrainingSet(
+            TensorDataset(images, labels),
+            task.num_classes,
+            {"source": "toy-synthetic", "spurious": self.config.spurious},
+        )
 
 
 class ToyLinear(Classifier):
@@ -106,19 +114,26 @@ class ToyLinear(Classifier):
             ctx.log(f"resuming training from epoch {start}")
         images, labels = (t.to(ctx.device) for t in train_set.dataset.tensors)
         log = ctx.workdir / "epochs.log"
-        with ctx.progress.task("training toy-linear", total=self.config.epochs,
-                               completed=start) as bar:
+        with ctx.progress.task(
+            "training toy-linear", total=self.config.epochs, completed=start
+        ) as bar:
             for epoch in range(start, self.config.epochs):
                 for batch in torch.arange(len(labels)).split(100):
-                    loss = torch.nn.functional.cross_entropy(self.model(images[batch]),
-                                                             labels[batch])
+                    loss = torch.nn.functional.cross_entropy(
+                        self.model(images[batch]), labels[batch]
+                    )
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
                 time.sleep(self.config.seconds_per_epoch)
-                ctx.checkpoints.save("toy-linear", {"model": self.model.state_dict(),
-                                                    "optimizer": optimizer.state_dict(),
-                                                    "epoch": epoch + 1})
+                ctx.checkpoints.save(
+                    "toy-linear",
+                    {
+                        "model": self.model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": epoch + 1,
+                    },
+                )
                 with log.open("a") as handle:
                     handle.write(f"{epoch + 1}\n")
                 bar.update(1, status=f"loss {loss.item():.3f}")
@@ -134,8 +149,9 @@ class ToyShift(Benchmark):
     task = TOY_TASK
     default_classifier = "toy-linear"
     metrics = (
-        MetricSpec("ood_acc", True, "toy: brightness random", "accuracy (%) out of distribution",
-                   main=True),
+        MetricSpec(
+            "ood_acc", True, "toy: brightness random", "accuracy (%) out of distribution", main=True
+        ),
         MetricSpec("iid_acc", True, "toy: brightness tied", "accuracy (%) in distribution"),
     )
 
@@ -151,12 +167,18 @@ class ToyShift(Benchmark):
         for metric, spurious, stream in (("iid_acc", 1.0, 101), ("ood_acc", 0.0, 102)):
             if (metric, "") in ctx.recorded_metrics:
                 continue
-            images, labels = make_toy_images(self.config.n_test, spurious,
-                                              torch.Generator().manual_seed(stream))
-            predictions = predict_dataset(classifier, TensorDataset(images, labels), ctx,
-                                          description=f"toy-shift {metric}")
-            yield MetricResult(metric, 100 * accuracy(predictions.logits[""], labels),
-                               n=len(labels), protocol=protocols[metric])
+            images, labels = make_toy_images(
+                self.config.n_test, spurious, torch.Generator().manual_seed(stream)
+            )
+            predictions = predict_dataset(
+                classifier, TensorDataset(images, labels), ctx, description=f"toy-shift {metric}"
+            )
+            yield MetricResult(
+                metric,
+                100 * accuracy(predictions.logits[""], labels),
+                n=len(labels),
+                protocol=protocols[metric],
+            )
 
 
 @hookimpl

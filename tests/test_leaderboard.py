@@ -1,0 +1,170 @@
+"""Leaderboard aggregation (mean +- SE over seeds), references, sorting and every format."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from robustbench_cgn.leaderboard import MainMetric, build_leaderboard, config_labels
+from robustbench_cgn.references import load_references
+from robustbench_cgn.render import rich_tables, to_csv, to_json, to_markdown
+
+
+def metrics_frame(rows):
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "run_id",
+            "benchmark",
+            "generator",
+            "classifier",
+            "mix",
+            "data_source",
+            "seed",
+            "metric",
+            "key",
+            "value",
+            "n",
+            "protocol",
+            "higher_is_better",
+        ],
+    )
+    return frame
+
+
+def spec(seed, n=100):
+    return {
+        "generator": {"config": {"n": n}},
+        "classifier": {"config": {}},
+        "benchmark": {"config": {}},
+        "seed": seed,
+    }
+
+
+@pytest.fixture
+def example():
+    rows, specs = [], {}
+    # cgn: three seeds of acc 90, 92, 97 -> mean 93, sd 3.6056, se 2.0817
+    for seed, value in enumerate([90.0, 92.0, 97.0]):
+        run_id = f"cgn{seed}"
+        rows.append(
+            [
+                run_id,
+                "c-mnist",
+                "cgn",
+                "cnn",
+                "generated",
+                "mnist-full",
+                seed,
+                "test_acc",
+                "",
+                value,
+                10000,
+                "p",
+                1,
+            ]
+        )
+        rows.append(
+            [
+                run_id,
+                "c-mnist",
+                "cgn",
+                "cnn",
+                "generated",
+                "mnist-full",
+                seed,
+                "test_acc",
+                "class0",
+                50.0,
+                1000,
+                "p",
+                1,
+            ]
+        )
+        specs[run_id] = spec(seed)
+    rows.append(
+        [
+            "orig0",
+            "c-mnist",
+            "original",
+            "cnn",
+            "generated",
+            "mnist-full",
+            0,
+            "test_acc",
+            "",
+            40.0,
+            10000,
+            "p",
+            1,
+        ]
+    )
+    specs["orig0"] = spec(0)
+    return metrics_frame(rows), specs
+
+
+def test_mean_and_standard_error_over_seeds(example):
+    metrics, specs = example
+    board = build_leaderboard(metrics, specs, None, {"c-mnist": MainMetric("test_acc")})
+    cgn = board[board["generator"] == "cgn"].iloc[0]
+    assert cgn["test_acc"] == pytest.approx(93.0)
+    assert cgn["test_acc_se"] == pytest.approx(math.sqrt(13.0) / math.sqrt(3))
+    assert cgn["seeds"] == 3
+    single = board[board["generator"] == "original"].iloc[0]
+    assert math.isnan(single["test_acc_se"]) and single["seeds"] == 1
+
+
+def test_sorted_by_main_metric_in_its_direction(example):
+    metrics, specs = example
+    best_first = build_leaderboard(metrics, specs, None, {"c-mnist": MainMetric("test_acc")})
+    assert list(best_first["generator"]) == ["cgn", "original"]
+    lower = build_leaderboard(metrics, specs, None, {"c-mnist": MainMetric("test_acc", False)})
+    assert list(lower["generator"]) == ["original", "cgn"]
+
+
+def test_references_are_marked_and_optional(example):
+    metrics, specs = example
+    references = load_references()
+    board = build_leaderboard(
+        metrics, specs, references, {"c-mnist": MainMetric("test_acc")}, benchmark="c-mnist"
+    )
+    refs = board[board["kind"] == "reference"]
+    assert len(refs) == 8  # Table 3: 3 paper + 5 reproduction rows
+    paper_cgn = refs[refs["source"] == "paper: CGN"].iloc[0]
+    assert paper_cgn["test_acc"] == 95.1
+    assert list(board["test_acc"]) == sorted(board["test_acc"], reverse=True)
+    without = build_leaderboard(metrics, specs, None, {}, benchmark="c-mnist")
+    assert set(without["kind"]) == {"measured"}
+
+
+def test_config_labels_name_only_varying_settings():
+    labels = config_labels({"a": spec(0, n=100), "b": spec(1, n=100), "c": spec(0, n=1000)})
+    assert labels == {"a": "generator.n=100", "b": "generator.n=100", "c": "generator.n=1000"}
+    assert config_labels({"a": spec(0), "b": spec(1)}) == {"a": "default", "b": "default"}
+
+
+def test_every_export_format(example):
+    metrics, specs = example
+    board = build_leaderboard(
+        metrics, specs, load_references(), {"c-mnist": MainMetric("test_acc")}, benchmark="c-mnist"
+    )
+    csv_text = to_csv(board)
+    parsed = pd.read_csv(pd.io.common.StringIO(csv_text))
+    measured = parsed[parsed["kind"] == "measured"]
+    assert measured.loc[measured["generator"] == "cgn", "test_acc"].iloc[0] == pytest.approx(93.0)
+    assert "test_acc_se" in parsed.columns and "kind" in parsed.columns
+    records = json.loads(to_json(board))
+    assert {r["kind"] for r in records} == {"measured", "reference"}
+    markdown = to_markdown(board)
+    assert "93.00 ± 2.08" in markdown and "ref · paper: CGN" in markdown
+    tables = rich_tables(board)
+    assert len(tables) == 1 and tables[0].row_count == len(board)
+
+
+def test_published_references_are_well_formed():
+    references = load_references()
+    assert not references.duplicated(["benchmark", "metric", "source", "label"]).any()
+    humans = references[references["source"] == "humans"]
+    assert humans["value"].tolist() == [0.959]
+    assert set(references["source"]) == {"paper", "reproduction", "humans", "community"}
