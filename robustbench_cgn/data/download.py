@@ -174,17 +174,21 @@ def _reason(e: BaseException) -> str:
 def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
     """Extract a tar (any compression) or zip ``archive`` into ``dest``; return the paths written.
 
-    Every member is checked before anything is written: absolute names, ``..`` components,
+    Each member is checked just before it is written: absolute names, ``..`` components,
     symlinks/hardlinks whose target resolves outside ``dest`` and device/FIFO members raise
-    :class:`UnsafeArchiveError`. Targets are resolved against what is already on disk, so a chain
-    of in-archive links cannot be used to step out either.
+    :class:`UnsafeArchiveError`. Paths are resolved against what is already on disk, so a chain
+    of in-archive links cannot be used to step out either. Members before a refused one may
+    already have been extracted (always inside ``dest``). Tar members also go through
+    :mod:`tarfile`'s ``"data"`` filter (no setuid bits, no absolute links).
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
         raise DataNotFoundError(f"archive {archive} does not exist")
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
-    if zipfile.is_zipfile(archive):
+    with open(archive, "rb") as f:
+        head = f.read(4)
+    if head in (b"PK\x03\x04", b"PK\x05\x06"):  # local file header / empty zip
         return _extract_zip(archive, root)
     if tarfile.is_tarfile(archive):
         return _extract_tar(archive, root)

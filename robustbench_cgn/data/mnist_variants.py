@@ -16,7 +16,8 @@ Variants (``build_variant(name, split, mnist, seed)``):
 
 * ``"colored"``: MNIST train (60k) / test (10k). Resize 28->32 nearest the way PIL does it
   (pixel centres, = ``nearest-exact``; the reference resizes with PIL). The stroke is the grey
-  intensity times a colour: ``img = (digit / 255) * clamp(c, 0, 1)``, background black.
+  intensity times a colour, background black: ``img = round(digit * c8 / 255)`` with
+  ``c8 = round(255 * clamp(c, 0, 1))`` (so full-intensity pixels carry exactly ``c8``).
   ``c = COLORED_PALETTE[k] + N(0, 0.02 I)`` (variance 0.02, std 0.1414, per channel): ``k`` is
   the label in train and drawn uniformly from the 10 palette colours, independently of the label,
   in test (same jitter). The "Learning Not to Learn" file the reference loads is not available;
@@ -44,15 +45,24 @@ Variants (``build_variant(name, split, mnist, seed)``):
   transform as the reference: ``Resize((150, 150), nearest)`` then ``RandomCrop(32, padding=3,
   padding_mode="reflect")``, with an independent crop for object and background. Each texture
   is resized and reflect-padded once (156x156); crops are gathered for all images at once with
-  per-image offsets in [0, 124]. Train: textures by label; test: drawn at random.
+  per-image offsets in [0, 124] (recorded in ``meta["fg_crop_yx"]``/``meta["bg_crop_yx"]``).
+  Train: textures by label; test: drawn at random.
+
+In the double-colored test set (as in the reference) 10% of the images draw an object colour
+equal to their background colour (``(fg + 4) % 10 == bg``): the digit is nearly invisible (only
+the 0.01 noise differs). They are kept, since dropping them would change the reference's test
+distribution.
 
 Determinism. Every random draw is a counter-based SplitMix64 hash of
-``(seed, variant, split, stream, index)``: image i of a split depends only on the seed and i
-(not on N, on the batch order or on the torch/numpy version) and is bitwise identical on every
-call and machine (given the same MNIST and texture pixels; JPEG decoding by a different libjpeg
-could change texture pixels). A different seed gives different colours/crops. The train split is
-a fixed draw too: the reference re-draws train colour noise and texture crops every epoch, pass
-a different seed per epoch to get that augmentation.
+``(seed, variant, split, stream, index)`` (:class:`_Streams`): image i of a split depends only on
+the seed and i (not on N, on the batch order, on torch's generator or on numpy's version), so the
+same seed gives bitwise-identical tensors on every call, and a different seed different
+colours/crops. Uniforms, palette/texture ids and crop offsets are exact integer arithmetic on
+every machine; Gaussian jitter goes through libm ``log``/``cos`` (Box-Muller in float64), which
+could differ in the last bit between platforms, which survives uint8 rounding only in rare ties;
+texture pixels depend on the JPEG decoder (libjpeg version). The train split is a fixed draw
+too: the reference re-draws train colour noise and texture crops every epoch; pass a different
+seed per epoch to get that augmentation.
 
 Fixes of reference bugs (cgn-reference.md section 2):
 
@@ -63,10 +73,11 @@ Fixes of reference bugs (cgn-reference.md section 2):
   noise around the fixed palette colour for every image.
 * double-colored colours were not clamped (values slightly outside [-1, 1]); ours are.
 
-Measured build times (2 CPU cores, full MNIST, ``torch.set_num_threads(2)``, textures already
-decoded except where noted): colored train 60k 0.71 s, test 10k 0.12 s; double-colored train 50k
-0.38 s, test 10k 0.08 s; wildlife train 50k 0.56 s (+0.25 s to decode/resize the 20 textures on
-first use), test 10k 0.12 s.
+Measured build times (2 shared CPU cores, full MNIST already parsed, ``build_variant`` wall
+time, best of 4; numpy kernels: fixed-point colouring, LUT binarisation, one int32 ``take`` per
+RGB texture pixel): colored train 60k 0.48 s / test 10k 0.09 s; double-colored train 50k
+0.51 s / test 10k 0.10 s; wildlife train 50k 1.02 s / test 10k 0.14 s (+0.05 s once to decode
+and resize the 20 textures). Parsing the MNIST idx files once takes about 2 s.
 """
 
 from __future__ import annotations
@@ -285,8 +296,8 @@ def _resize_index(mode: str) -> np.ndarray:
 
 def _resize_digits(images: torch.Tensor, mode: str) -> np.ndarray:
     """Nearest resize of uint8 ``[N, 28, 28]`` to ``[N, 32, 32]`` (pure indexing)."""
-    idx = _resize_index(mode)
-    return images.numpy()[:, idx][:, :, idx]
+    idx = _resize_index(mode)  # np.take keeps C order (chained fancy indexing would not)
+    return np.take(np.take(images.numpy(), idx, axis=1), idx, axis=2)
 
 
 # mask[x] for every uint8 x: exactly ``x / 255 > THRESHOLD`` in float32, as the reference
@@ -364,38 +375,46 @@ def _build_double_colored(digits, labels, train, rng):
     return images, masks, fg, bg, fg_rgb, bg_rgb, meta
 
 
-def _crop_gather(tex_hwc: torch.Tensor, ids, oy, ox, chunk=8192) -> np.ndarray:
-    """Crops ``uint8 [N, 3, 32, 32]`` from ``tex_hwc [T, H, W, 3]`` at per-image offsets.
-
-    Pixels are packed as RGBX int32 so that one flat ``take`` moves a whole pixel.
-    """
+def _packed(tex_hwc: torch.Tensor) -> np.ndarray:
+    """``uint8 [T, H, W, 3]`` -> flat int32 RGBX pixels, so one ``take`` moves a whole pixel."""
     t, h, w, _ = tex_hwc.shape
     rgbx = np.zeros((t, h, w, 4), dtype=np.uint8)
     rgbx[..., :3] = tex_hwc.numpy()
-    packed = rgbx.view(np.int32).reshape(-1)
+    return rgbx.view(np.int32).reshape(-1)
+
+
+def _crop_index(shape, ids, oy, ox) -> np.ndarray:
+    """Flat pixel index ``[n, 32, 32]`` of 32x32 crops at per-image corners (oy, ox)."""
+    _, h, w, _ = shape
     ar = np.arange(SIZE, dtype=np.int32)
-    ids, oy, ox = (v.numpy().astype(np.int32) for v in (ids, oy, ox))
-    out = np.empty((len(ids), 3, SIZE, SIZE), dtype=np.uint8)
-    for s in range(0, len(ids), chunk):
-        sl = slice(s, s + chunk)
-        rows = (ids[sl, None] * h + oy[sl, None] + ar) * w  # [n, 32]
-        cols = ox[sl, None] + ar  # [n, 32]
-        pix = packed[rows[:, :, None] + cols[:, None, :]]  # [n, 32, 32] int32
-        out[sl] = pix.view(np.uint8).reshape(-1, SIZE, SIZE, 4)[..., :3].transpose(0, 3, 1, 2)
-    return out
+    rows = (ids[:, None] * h + oy[:, None] + ar) * w  # [n, 32]
+    cols = ox[:, None] + ar  # [n, 32]
+    return rows[:, :, None] + cols[:, None, :]
 
 
-def _build_wildlife(digits, labels, train, rng, textures):
+def _build_wildlife(digits, labels, train, rng, textures, chunk=8192):
     masks = _binarise(_resize_digits(digits, "torch"))
     fg = labels.clone() if train else rng.randint("fg", 10)
     bg = labels.clone() if train else rng.randint("bg", 10)
     span = TEXTURE_RESIZE + 2 * TEXTURE_PAD - SIZE + 1  # 125 crop positions per axis
-    crops = []
+    draws = {}
     for kind, ids in (("object", fg), ("background", bg)):
         oy, ox = rng.randint(f"{kind}-crop-y", span), rng.randint(f"{kind}-crop-x", span)
-        crops.append(_crop_gather(textures[kind], ids, oy, ox))
-    images = np.where(masks[:, None].astype(bool), crops[0], crops[1])
+        draws[kind] = (_packed(textures[kind]), ids, oy, ox)
+    images = np.empty((len(labels), 3, SIZE, SIZE), dtype=np.uint8)
+    for s in range(0, len(labels), chunk):
+        sl = slice(s, s + chunk)
+        obj, bgd = (
+            packed[_crop_index(textures[kind].shape, *(v[sl].numpy() for v in (ids, oy, ox)))]
+            for kind, (packed, ids, oy, ox) in draws.items()
+        )
+        pix = np.where(masks[sl].astype(bool), obj, bgd)  # [n, 32, 32] RGBX
+        rgb = pix.view(np.uint8).reshape(-1, SIZE, SIZE, 4)[..., :3]
+        images[sl] = rgb.transpose(0, 3, 1, 2)
     meta = {
+        # top-left corner (row, col) of each crop in the padded 156x156 texture
+        "fg_crop_yx": torch.stack(draws["object"][2:], 1),
+        "bg_crop_yx": torch.stack(draws["background"][2:], 1),
         "textures": textures["meta"],
         "texture_transform": "Resize((150, 150), nearest) -> RandomCrop(32, padding=3, reflect)",
         "resize": "nearest (F.interpolate default)",
