@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from robustbench_cgn import hookimpl
 
+from .mnist_ood import MNIST_BENCHMARKS
+
 
 @hookimpl
 def register_benchmarks(registry) -> None:
-    """Built-in benchmarks are added here as they are implemented."""
+    for benchmark in MNIST_BENCHMARKS:
+        registry.add(benchmark)

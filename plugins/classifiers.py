@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from robustbench_cgn import hookimpl
 
+from .mnist.classifier import MnistCNN
+
 
 @hookimpl
 def register_classifiers(registry) -> None:
-    """Built-in classifiers are added here as they are implemented."""
+    registry.add(MnistCNN)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from robustbench_cgn import hookimpl
 
+from .mnist.cgn_generator import CGNGenerator
+from .mnist.zoo import shipped_weights
+from .original import OriginalGenerator
+
 
 @hookimpl
 def register_generators(registry) -> None:
-    """Built-in generators are added here as they are implemented."""
+    registry.add(OriginalGenerator)
+    registry.add(CGNGenerator)
+
+
+@hookimpl
+def register_weights(registry) -> None:
+    for spec in shipped_weights():
+        registry.add(spec)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpointer
+from .components import TrainingSet
 from .progress import ProgressReporter
 
 
@@ -32,6 +33,7 @@ class RunContext:
     num_workers: int = 0
     progress: ProgressReporter = field(default_factory=lambda: ProgressReporter(quiet=True))
     recorded_metrics: set[tuple[str, str]] = field(default_factory=set)
+    train_set: TrainingSet | None = None  # what the classifier was trained on (set by the runner)
 
     @property
     def checkpoints(self) -> Checkpointer:

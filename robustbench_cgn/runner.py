@@ -248,6 +248,7 @@ class Runner:
                 raise IncompatibleError("mix 'original+generated' needs data from both generators")
             train_set = concat_training_sets(original, train_set)
         _check_training_set(train_set, task.num_classes)
+        ctx.train_set = train_set
         planned.classifier.build(task, ctx)
         if train_set is not None:
             planned.classifier.fit(train_set, ctx)

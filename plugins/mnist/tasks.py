@@ -1,0 +1,64 @@
+"""The MNIST tasks and where their data comes from, shared by generators and benchmarks."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+from robustbench_cgn import RunContext, Task
+from robustbench_cgn.data.mnist import MnistArrays, resolve_mnist
+from robustbench_cgn.data.mnist_variants import VariantData, build_variant
+
+TASKS = {
+    "colored": Task("colored-mnist", 10, (3, 32, 32), "mnist",
+                    "Colored MNIST: stroke colour tied to the class in training"),
+    "double-colored": Task("double-colored-mnist", 10, (3, 32, 32), "mnist",
+                           "Double-colored MNIST: stroke and background colours tied"),
+    "wildlife": Task("wildlife-mnist", 10, (3, 32, 32), "mnist",
+                     "Wildlife MNIST: object and background textures tied"),
+}
+VARIANT_OF_TASK = {task.name: variant for variant, task in TASKS.items()}
+MNIST_TASK_NAMES = tuple(VARIANT_OF_TASK)
+
+
+def variant_of(task: Task) -> str:
+    return VARIANT_OF_TASK[task.name]
+
+
+def mnist_for(ctx: RunContext) -> MnistArrays:
+    """MNIST from ``--data-dir``/``CGNBENCH_DATA``, the cache, a download, or the fallback."""
+    return resolve_mnist(ctx.data_dir, ctx.cache_dir / "mnist")
+
+
+def textures_dir_for(ctx: RunContext) -> Path | None:
+    """W-MNIST textures next to the data (``<data-dir>/wmnist_textures``), if there."""
+    if ctx.data_dir is not None and (ctx.data_dir / "wmnist_textures").is_dir():
+        return ctx.data_dir / "wmnist_textures"
+    return None
+
+
+def variant_split(task: Task, split: str, ctx: RunContext, seed: int) -> VariantData:
+    mnist = mnist_for(ctx)
+    return _cached_variant(variant_of(task), split, mnist, seed, textures_dir_for(ctx),
+                           ctx.cache_dir)
+
+
+@lru_cache(maxsize=8)
+def _cached_variant(variant, split, mnist, seed, textures_dir, cache_dir) -> VariantData:
+    return build_variant(variant, split, mnist, seed, textures_dir=textures_dir,
+                         cache_dir=cache_dir)
+
+
+def as_dataset(data: VariantData) -> TensorDataset:
+    """(uint8 image [3, 32, 32], label) pairs; classifiers convert to [-1, 1] per batch."""
+    return TensorDataset(data.images, data.labels)
+
+
+def uint8_to_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 in [0, 255] -> float32 in [-1, 1]; float input is passed through."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(127.5).sub_(1.0)
+    return images
