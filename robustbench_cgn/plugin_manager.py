@@ -140,7 +140,7 @@ def load_plugins(
             PluginInfo(module_name, module_name, source=f"${PLUGINS_ENV}"),
         )
     for name, plugin in extra_plugins:
-        if manager.is_blocked(name):
+        if manager.is_blocked(name) or manager.get_plugin(name) is plugin:
             continue
         _register(system, name, plugin, PluginInfo(name, _module_name(plugin), source="direct"))
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +15,9 @@ def installed_plugin(tmp_path_factory):
     """pip-install the example into a private folder (no network, no build isolation)."""
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
+    source = build / "source"  # a copy: building must not leave files in the repository
+    shutil.copytree(EXAMPLE_PLUGIN_DIR, source, ignore=shutil.ignore_patterns("*.egg-info",
+                                                                               "build"))
     subprocess.run(
         [
             sys.executable,
@@ -26,7 +30,7 @@ def installed_plugin(tmp_path_factory):
             "--no-index",
             "--target",
             str(target),
-            str(EXAMPLE_PLUGIN_DIR),
+            str(source),
         ],
         check=True,
         capture_output=True,

@@ -52,26 +52,41 @@ class CGNGenerator(Generator):
         config = self.config
         label, path = resolve_weights(config.weights, "cgn", task.name)
         digest = file_sha256(path)
-        folder = (ctx.cache_dir / "counterfactuals" /
-                  f"{digest[:16]}-{config.mask_activation}-n{config.n_counterfactuals}"
-                  f"-k{config.no_cfs}-s{ctx.seed}")
+        folder = (
+            ctx.cache_dir
+            / "counterfactuals"
+            / f"{digest[:16]}-{config.mask_activation}-n{config.n_counterfactuals}"
+            f"-k{config.no_cfs}-s{ctx.seed}"
+        )
         if not (folder / "meta.json").is_file():
             cgn = load_cgn_checkpoint(path, mask_activation=config.mask_activation)
-            with ctx.progress.task("generating counterfactuals",
-                                   total=config.n_counterfactuals) as bar:
+            with ctx.progress.task(
+                "generating counterfactuals", total=config.n_counterfactuals
+            ) as bar:
                 done = [0]
 
                 def advance(n_done: int) -> None:
                     bar.update(n_done - done[0])
                     done[0] = n_done
 
-                write_counterfactuals(cgn, folder, config.n_counterfactuals,
-                                      no_cfs=config.no_cfs, seed=ctx.seed,
-                                      batch_size=config.batch_size, weights_path=path,
-                                      extra_meta={"weights": label}, overwrite=True,
-                                      on_progress=advance)
+                write_counterfactuals(
+                    cgn,
+                    folder,
+                    config.n_counterfactuals,
+                    no_cfs=config.no_cfs,
+                    seed=ctx.seed,
+                    batch_size=config.batch_size,
+                    weights_path=path,
+                    extra_meta={"weights": label},
+                    overwrite=True,
+                    on_progress=advance,
+                )
         data = load_counterfactuals(folder)
-        provenance = {"source": "cgn-counterfactuals", "weights": label,
-                      "weights_sha256": digest, "folder": str(folder),
-                      **{k: data.meta[k] for k in ("n", "no_cfs", "seed", "engine")}}
+        provenance = {
+            "source": "cgn-counterfactuals",
+            "weights": label,
+            "weights_sha256": digest,
+            "folder": str(folder),
+            **{k: data.meta[k] for k in ("n", "no_cfs", "seed", "engine")},
+        }
         return TrainingSet(TensorDataset(data.images, data.labels), task.num_classes, provenance)

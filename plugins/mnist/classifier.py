@@ -71,8 +71,9 @@ class MnistCNN(Classifier):
             self.model.train()
             order = torch.Generator().manual_seed(ctx.seed * 1_000 + epoch)
             total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
-            with ctx.progress.task(f"mnist-cnn epoch {epoch + 1}/{config.epochs}",
-                                   total=steps) as bar:
+            with ctx.progress.task(
+                f"mnist-cnn epoch {epoch + 1}/{config.epochs}", total=steps
+            ) as bar:
                 for step, (images, labels) in enumerate(data.batches(config.batch_size, order)):
                     images = uint8_to_model_input(images.to(ctx.device, non_blocking=True))
                     labels = labels.to(ctx.device, non_blocking=True)
@@ -90,16 +91,24 @@ class MnistCNN(Classifier):
                     bar.update(1)
             scheduler.step()
             seconds = time.perf_counter() - started
-            history.append({"epoch": epoch + 1, "loss": total_loss / seen,
-                            "train_acc": 100.0 * correct / seen,
-                            "images_per_s": seen / seconds})
-            ctx.checkpoints.save(CHECKPOINT, {
-                "model": self.model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "history": json.dumps(history),
-            })
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "loss": total_loss / seen,
+                    "train_acc": 100.0 * correct / seen,
+                    "images_per_s": seen / seconds,
+                }
+            )
+            ctx.checkpoints.save(
+                CHECKPOINT,
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": json.dumps(history),
+                },
+            )
         (ctx.artifacts_dir / "training_history.json").write_text(json.dumps(history, indent=2))
         self.history = history
         self.model.eval()

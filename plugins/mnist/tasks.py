@@ -13,12 +13,27 @@ from robustbench_cgn.data.mnist import MnistArrays, resolve_mnist
 from robustbench_cgn.data.mnist_variants import VariantData, build_variant
 
 TASKS = {
-    "colored": Task("colored-mnist", 10, (3, 32, 32), "mnist",
-                    "Colored MNIST: stroke colour tied to the class in training"),
-    "double-colored": Task("double-colored-mnist", 10, (3, 32, 32), "mnist",
-                           "Double-colored MNIST: stroke and background colours tied"),
-    "wildlife": Task("wildlife-mnist", 10, (3, 32, 32), "mnist",
-                     "Wildlife MNIST: object and background textures tied"),
+    "colored": Task(
+        "colored-mnist",
+        10,
+        (3, 32, 32),
+        "mnist",
+        "Colored MNIST: stroke colour tied to the class in training",
+    ),
+    "double-colored": Task(
+        "double-colored-mnist",
+        10,
+        (3, 32, 32),
+        "mnist",
+        "Double-colored MNIST: stroke and background colours tied",
+    ),
+    "wildlife": Task(
+        "wildlife-mnist",
+        10,
+        (3, 32, 32),
+        "mnist",
+        "Wildlife MNIST: object and background textures tied",
+    ),
 }
 VARIANT_OF_TASK = {task.name: variant for variant, task in TASKS.items()}
 MNIST_TASK_NAMES = tuple(VARIANT_OF_TASK)
@@ -42,14 +57,16 @@ def textures_dir_for(ctx: RunContext) -> Path | None:
 
 def variant_split(task: Task, split: str, ctx: RunContext, seed: int) -> VariantData:
     mnist = mnist_for(ctx)
-    return _cached_variant(variant_of(task), split, mnist, seed, textures_dir_for(ctx),
-                           ctx.cache_dir)
+    return _cached_variant(
+        variant_of(task), split, mnist, seed, textures_dir_for(ctx), ctx.cache_dir
+    )
 
 
 @lru_cache(maxsize=8)
 def _cached_variant(variant, split, mnist, seed, textures_dir, cache_dir) -> VariantData:
-    return build_variant(variant, split, mnist, seed, textures_dir=textures_dir,
-                         cache_dir=cache_dir)
+    return build_variant(
+        variant, split, mnist, seed, textures_dir=textures_dir, cache_dir=cache_dir
+    )
 
 
 def as_dataset(data: VariantData) -> TensorDataset:

@@ -17,8 +17,14 @@ ZOO_TAG_OF_TASK = {
     "double-colored-mnist": "dc-mnist",
     "wildlife-mnist": "w-mnist",
 }
-PLANNED = ("cgn.c-mnist", "cgn.dc-mnist", "cgn.w-mnist",
-           "dcgan.c-mnist", "dcgan.dc-mnist", "dcgan.w-mnist")
+PLANNED = (
+    "cgn.c-mnist",
+    "cgn.dc-mnist",
+    "cgn.w-mnist",
+    "dcgan.c-mnist",
+    "dcgan.dc-mnist",
+    "dcgan.w-mnist",
+)
 WEIGHTS_PACKAGE = "robustbench_cgn_plugins.mnist"
 WEIGHTS_FOLDER = "weights"
 PREPROCESSING = {"input_size": [3, 32, 32], "range": [-1, 1], "storage": "uint8 x/127.5-1"}
@@ -31,9 +37,14 @@ def shipped_weights() -> list[WeightsSpec]:
     for name in PLANNED:
         file = folder.joinpath(f"{name}.pth")
         if file.is_file():
-            specs.append(WeightsSpec(name, source=f"package:{WEIGHTS_PACKAGE}/{WEIGHTS_FOLDER}/"
-                                     f"{name}.pth", tags=("mnist",),
-                                     preprocessing=PREPROCESSING))
+            specs.append(
+                WeightsSpec(
+                    name,
+                    source=f"package:{WEIGHTS_PACKAGE}/{WEIGHTS_FOLDER}/{name}.pth",
+                    tags=("mnist",),
+                    preprocessing=PREPROCESSING,
+                )
+            )
     return specs
 
 
@@ -44,8 +55,13 @@ def resolve_weights(weights: str, component: str, task_name: str) -> tuple[str, 
     if weights in PLANNED:
         for spec in shipped_weights():
             if spec.name == weights:
-                path = Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(WEIGHTS_FOLDER)
-                                .joinpath(f"{weights}.pth")))
+                path = Path(
+                    str(
+                        resources.files(WEIGHTS_PACKAGE)
+                        .joinpath(WEIGHTS_FOLDER)
+                        .joinpath(f"{weights}.pth")
+                    )
+                )
                 return weights, path
         raise DataNotFoundError(
             f"the zoo weights {weights!r} are not trained yet; pass a checkpoint file instead, "
