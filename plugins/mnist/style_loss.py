@@ -1,0 +1,282 @@
+"""The CGN's VGG16 Gram-matrix style loss (cgn-reference.md section 1), frozen and offline.
+
+``loss = sum_l w_l^2 * 5000 * L1(G(phi_l(x_gen)), G(phi_l(x_real)))`` over the ReLU outputs
+relu1_2, relu2_2, relu3_3, relu4_3 (indices 3, 8, 15, 22 of torchvision's ``vgg16().features``),
+with ``G(F) = F F^T / (c h w)`` per sample and ``L1`` the mean absolute difference. Real and
+generated batches are unpaired (sample i vs sample i), as in the reference. Only layers up to the
+last one with ``w_l != 0`` are built and run (the network stops early); the real batch's features
+are computed without autograd.
+
+Weights. No ImageNet weights are downloaded: the network is ``torchvision.models.vgg16(
+weights=None).features[:23]`` loaded from a local state dict, given as ``weights_path`` or through
+the environment variable ``CGNBENCH_VGG16_WEIGHTS``; without one, :class:`DataNotFoundError`
+(never silently random weights). Two files are understood (``input_convention="auto"`` tells them
+apart by sha256, key prefix or file name):
+
+* ``vgg16_imagenet_caffe_features23.pth`` (the original Caffe/Keras VGG16, first layer in RGB):
+  ``input_convention="caffe"``: expects RGB in 0..255 minus ``[123.68, 116.779, 103.939]``;
+* torchvision's ``vgg16-397923af.pth`` (IMAGENET1K_V1, what the CGN authors used; only
+  ``features.*`` is read): ``input_convention="torchvision"``: expects ``(x/255 - mean) / std``.
+
+The sha256 of the file used is kept in :attr:`VGGStyleLoss.weights_sha256` for result labels.
+
+Modes (how a CGN image ``x`` in [-1, 1] is fed):
+
+* ``"faithful"`` (the reference's quirk): ``x`` goes in as if it were already ImageNet-normalised
+  (no ``(x+1)/2``, no mean/std). With torchvision weights that is literally ``vgg(x)``; with the
+  Caffe weights we feed the *same image*, i.e. ``255 * (std * x + mean) - caffe_mean`` (about
+  ``57.6 x``), so the Caffe network sees what the authors' network saw.
+* ``"improved"``: ``p = (x + 1) / 2`` is converted to the weights' own convention.
+
+Feature scale. The Caffe network works on inputs ~57.6x larger than torchvision's and its
+activations are correspondingly larger (a ReLU network is close to positively homogeneous), so
+its Gram matrices, and the loss, come out ~57.6^2 = 3300x larger than with the authors' weights,
+which would swamp the adversarial and mask terms the lambdas were tuned against.
+``feature_scale="auto"`` multiplies Caffe features by ``1 / (255 * mean(std)) = 1 / 57.6`` before
+the Gram (torchvision weights: 1). This is an approximation (the two weight sets are different
+networks); results are labelled by :attr:`VGGStyleLoss.weights_sha256` anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
+
+from .hashing import file_sha256
+
+__all__ = [
+    "CAFFE_MEAN_255",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "KNOWN_VGG16_WEIGHTS",
+    "STYLE_RELU_INDICES",
+    "STYLE_WEIGHTS",
+    "VGG16_FILE",
+    "VGG16_WEIGHTS_ENV",
+    "VGGStyleLoss",
+    "gram_matrix",
+    "resolve_vgg16_weights",
+]
+
+VGG16_WEIGHTS_ENV = "CGNBENCH_VGG16_WEIGHTS"
+VGG16_FILE = "vgg16_imagenet_caffe_features23.pth"
+STYLE_RELU_INDICES = (3, 8, 15, 22)  # relu1_2, relu2_2, relu3_3, relu4_3
+#: Style weights (relu1_2, relu2_2, relu3_3, relu4_3) per MNIST variant.
+STYLE_WEIGHTS: dict[str, tuple[float, float, float, float]] = {
+    "colored": (0.05, 0.1, 0.01, 0.0),
+    "double_colored": (0.0, 0.05, 0.0, 0.05),
+    "wildlife": (0.01, 0.05, 0.0, 0.01),
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_255 = (123.68, 116.779, 103.939)
+#: sha256 (or its 8-digit prefix, as torchvision names its files) -> input convention.
+KNOWN_VGG16_WEIGHTS = {
+    "39852ebc68d6370f36a9006c72168720944069f18255303666f6ede1f2ba418a": "caffe",
+    "397923af": "torchvision",
+}
+
+Convention = Literal["auto", "caffe", "torchvision"]
+Mode = Literal["faithful", "improved"]
+
+
+def resolve_vgg16_weights(path: str | PathLike[str] | None = None) -> Path:
+    """The VGG16 weights file: ``path``, else ``$CGNBENCH_VGG16_WEIGHTS``; else an error."""
+    how = "given"
+    if path is None:
+        env = os.environ.get(VGG16_WEIGHTS_ENV)
+        if env:
+            path, how = env, f"${VGG16_WEIGHTS_ENV}"
+    if path is None:
+        raise DataNotFoundError(
+            f"the CGN style loss needs ImageNet VGG16 weights and none were found: provide "
+            f"{VGG16_FILE} (conv1_1..conv4_3 as a state dict of torchvision's "
+            f"vgg16().features[:23]) or torchvision's vgg16-397923af.pth, and set "
+            f"{VGG16_WEIGHTS_ENV}=/path/to/file (or pass weights_path=)"
+        )
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataNotFoundError(
+            f"VGG16 weights file {p} ({how}) does not exist: provide {VGG16_FILE} there or point "
+            f"{VGG16_WEIGHTS_ENV} at it"
+        )
+    return p
+
+
+def gram_matrix(f: Tensor) -> Tensor:
+    """``G = F F^T / (c h w)`` per sample: ``[B, C, H, W] -> [B, C, C]``."""
+    b, c, h, w = f.shape
+    flat = f.reshape(b, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def _vgg16_features23() -> nn.Sequential:
+    """``torchvision.models.vgg16(weights=None).features[:23]`` without building the 138 M
+    parameter classifier (same modules, same indices: torchvision's own ``make_layers``)."""
+    vgg = torchvision.models.vgg
+    if hasattr(vgg, "make_layers") and hasattr(vgg, "cfgs"):
+        return vgg.make_layers(vgg.cfgs["D"], batch_norm=False)[:23]
+    return vgg.vgg16(weights=None).features[:23]  # pragma: no cover - older/newer layouts
+
+
+def _load_features_state(path: Path) -> tuple[dict[str, Tensor], bool]:
+    """State dict for ``features[:23]``; second value: it came from a full torchvision VGG16."""
+    try:
+        raw = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise CGNBenchError(f"cannot read VGG16 weights {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise CGNBenchError(f"{path} is not a state dict")
+    full = any(k.startswith("features.") for k in raw)
+    if full:
+        raw = {k.removeprefix("features."): v for k, v in raw.items() if k.startswith("features.")}
+    state = {k: v for k, v in raw.items() if int(k.split(".")[0]) < 23}
+    return state, full
+
+
+class VGGStyleLoss(nn.Module):
+    """Frozen VGG16 Gram style loss: ``forward(x_gen, x_real) -> scalar``.
+
+    Args:
+        style_weights: ``w_l`` for relu1_2, relu2_2, relu3_3, relu4_3 (see :data:`STYLE_WEIGHTS`).
+        weights_path: VGG16 state dict (else ``$CGNBENCH_VGG16_WEIGHTS``).
+        mode: ``"faithful"`` or ``"improved"`` input scaling (module docstring).
+        input_convention: what the weights expect: ``"caffe"``, ``"torchvision"`` or ``"auto"``.
+        scale: the constant 5000.
+        feature_scale: factor applied to VGG features before the Gram; ``"auto"``: 1/57.6 for
+            Caffe weights, 1 for torchvision weights (module docstring).
+        channels_last: run VGG in channels_last memory format (same math; see the benchmark).
+        stop_early: build/run VGG only up to the last weighted ReLU (default). ``False`` runs all
+            of ``features[:23]`` like the reference does (same loss, more time): for benchmarks.
+    """
+
+    def __init__(
+        self,
+        style_weights: Sequence[float] = STYLE_WEIGHTS["colored"],
+        weights_path: str | PathLike[str] | None = None,
+        *,
+        mode: Mode = "faithful",
+        input_convention: Convention = "auto",
+        scale: float = 5000.0,
+        feature_scale: float | Literal["auto"] = "auto",
+        channels_last: bool = False,
+        stop_early: bool = True,
+    ):
+        super().__init__()
+        if len(style_weights) != len(STYLE_RELU_INDICES):
+            raise ConfigError(f"style_weights needs {len(STYLE_RELU_INDICES)} values")
+        if mode not in ("faithful", "improved"):
+            raise ConfigError(f"mode must be 'faithful' or 'improved', not {mode!r}")
+        self.style_weights = tuple(float(w) for w in style_weights)
+        self.mode: Mode = mode
+        self.scale = float(scale)
+        self.channels_last = channels_last
+        path = resolve_vgg16_weights(weights_path)
+        self.weights_path = str(path)
+        self.weights_sha256 = file_sha256(path)
+        state, from_full = _load_features_state(path)
+        self.input_convention = self._pick_convention(
+            input_convention, path, from_full, self.weights_sha256
+        )
+
+        if feature_scale == "auto":
+            auto = 1.0 / (255.0 * sum(IMAGENET_STD) / 3.0)
+            feature_scale = auto if self.input_convention == "caffe" else 1.0
+        self.feature_scale = float(feature_scale)
+        self._gram_factor = self.feature_scale**2
+
+        features = _vgg16_features23()
+        try:
+            features.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise CGNBenchError(
+                f"{path.name} is not a VGG16 features[:23] state dict: {exc}"
+            ) from exc
+        self.active = [i for i, w in enumerate(self.style_weights) if w != 0.0]
+        last = STYLE_RELU_INDICES[self.active[-1]] if self.active else -1
+        if not stop_early:
+            last = STYLE_RELU_INDICES[-1]
+        self.vgg = features[: last + 1]  # stop early: nothing past the last weighted ReLU
+        for m in self.vgg:
+            if isinstance(m, nn.ReLU):
+                m.inplace = False  # the tapped activations must survive the next layer
+        self.vgg.requires_grad_(False)
+        self.vgg.eval()
+        if channels_last:
+            self.vgg.to(memory_format=torch.channels_last)
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        self.register_buffer("tv_mean", mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("tv_std", std.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "caffe_mean", torch.tensor(CAFFE_MEAN_255).view(1, 3, 1, 1), persistent=False
+        )
+
+    @staticmethod
+    def _pick_convention(requested: str, path: Path, from_full: bool, digest: str) -> str:
+        if requested in ("caffe", "torchvision"):
+            return requested
+        if requested != "auto":
+            raise ConfigError(f"input_convention must be auto, caffe or torchvision: {requested!r}")
+        for key, conv in KNOWN_VGG16_WEIGHTS.items():
+            if digest.startswith(key):
+                return conv
+        if from_full or path.name.startswith("vgg16-"):
+            return "torchvision"
+        if "caffe" in path.name.lower():
+            return "caffe"
+        raise ConfigError(
+            f"cannot tell which input convention {path.name} expects: pass "
+            "input_convention='caffe' (RGB 0..255 minus mean) or 'torchvision' ((x/255-mean)/std)"
+        )
+
+    def train(self, mode: bool = True) -> VGGStyleLoss:
+        super().train(mode)
+        self.vgg.eval()  # always frozen
+        return self
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        """CGN image in [-1, 1] -> VGG input in the weights' convention (see module docstring)."""
+        if self.mode == "faithful":
+            z = x  # the quirk: [-1, 1] taken as an ImageNet-normalised image
+            if self.input_convention == "torchvision":
+                return z
+            return 255.0 * (z * self.tv_std + self.tv_mean) - self.caffe_mean
+        p = (x + 1.0) / 2.0
+        if self.input_convention == "torchvision":
+            return (p - self.tv_mean) / self.tv_std
+        return 255.0 * p - self.caffe_mean
+
+    def grams(self, x: Tensor) -> list[Tensor]:
+        """Gram matrices of the weighted ReLU layers (in :attr:`active` order)."""
+        h = self.preprocess(x)
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
+        wanted = {STYLE_RELU_INDICES[i] for i in self.active}
+        out = []
+        for idx, layer in enumerate(self.vgg):
+            h = layer(h)
+            if idx in wanted:
+                g = gram_matrix(h)
+                out.append(g * self._gram_factor if self._gram_factor != 1.0 else g)
+        return out
+
+    def forward(self, x_gen: Tensor, x_real: Tensor) -> Tensor:
+        if not self.active:
+            return x_gen.new_zeros(())
+        with torch.no_grad():
+            g_real = self.grams(x_real)
+        g_gen = self.grams(x_gen)
+        loss = x_gen.new_zeros(())
+        for i, gg, gr in zip(self.active, g_gen, g_real, strict=True):
+            w = self.style_weights[i]
+            loss = loss + (w * w * self.scale) * torch.nn.functional.l1_loss(gg, gr)
+        return loss
