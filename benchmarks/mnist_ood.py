@@ -60,28 +60,44 @@ class MnistOODBenchmark(Benchmark):
     def evaluate(self, classifier: Classifier, ctx: RunContext) -> Iterator[MetricResult]:
         if ("test_acc", "") not in ctx.recorded_metrics:
             test = variant_split(self.task, "test", ctx, seed=self.config.test_seed)
-            predictions = predict_dataset(classifier, as_dataset(test), ctx,
-                                          batch_size=self.config.batch_size,
-                                          description=f"{self.name} OOD test")
+            predictions = predict_dataset(
+                classifier,
+                as_dataset(test),
+                ctx,
+                batch_size=self.config.batch_size,
+                description=f"{self.name} OOD test",
+            )
             logits, targets = predictions.logits[""], predictions.targets
-            yield MetricResult("test_acc", 100 * accuracy(logits, targets), n=len(targets),
-                               protocol=TEST_PROTOCOL)
+            yield MetricResult(
+                "test_acc", 100 * accuracy(logits, targets), n=len(targets), protocol=TEST_PROTOCOL
+            )
             for digit in range(self.task.num_classes):
                 chosen = targets == digit
-                yield MetricResult("test_acc", 100 * accuracy(logits[chosen], targets[chosen]),
-                                   n=int(chosen.sum()), protocol=TEST_PROTOCOL,
-                                   key=f"class{digit}")
+                yield MetricResult(
+                    "test_acc",
+                    100 * accuracy(logits[chosen], targets[chosen]),
+                    n=int(chosen.sum()),
+                    protocol=TEST_PROTOCOL,
+                    key=f"class{digit}",
+                )
         if ctx.train_set is not None and ("train_acc", "") not in ctx.recorded_metrics:
             dataset = ctx.train_set.dataset
             size = len(dataset)
             chosen = torch.randperm(size, generator=torch.Generator().manual_seed(0))
             subset = Subset(dataset, chosen[: self.config.train_eval_n].sort().values.tolist())
-            predictions = predict_dataset(classifier, subset, ctx,
-                                          batch_size=self.config.batch_size,
-                                          description=f"{self.name} train accuracy")
-            yield MetricResult("train_acc",
-                               100 * accuracy(predictions.logits[""], predictions.targets),
-                               n=len(predictions), protocol=TRAIN_PROTOCOL)
+            predictions = predict_dataset(
+                classifier,
+                subset,
+                ctx,
+                batch_size=self.config.batch_size,
+                description=f"{self.name} train accuracy",
+            )
+            yield MetricResult(
+                "train_acc",
+                100 * accuracy(predictions.logits[""], predictions.targets),
+                n=len(predictions),
+                protocol=TRAIN_PROTOCOL,
+            )
 
 
 class ColoredMNIST(MnistOODBenchmark):
@@ -105,9 +121,12 @@ class WildlifeMNIST(MnistOODBenchmark):
     task = TASKS["wildlife"]
     datasets = (
         MNIST_DATASET,
-        DatasetSpec("wmnist-textures", "the 20 W-MNIST texture photos",
-                    "put them in <data-dir>/wmnist_textures or set CGNBENCH_WMNIST_TEXTURES "
-                    "(layout object/<i>_*.jpg, background/<i>_*.jpg)"),
+        DatasetSpec(
+            "wmnist-textures",
+            "the 20 W-MNIST texture photos",
+            "put them in <data-dir>/wmnist_textures or set CGNBENCH_WMNIST_TEXTURES "
+            "(layout object/<i>_*.jpg, background/<i>_*.jpg)",
+        ),
     )
 
 

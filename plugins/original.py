@@ -20,7 +20,10 @@ class OriginalGenerator(Generator):
 
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet:
         data = variant_split(task, "train", ctx, seed=ctx.seed)
-        provenance = {key: data.meta[key] for key in ("variant", "split", "seed", "n",
-                                                      "mnist_source", "mnist_range")}
-        return TrainingSet(as_dataset(data), task.num_classes,
-                           {"source": data.meta["mnist_source"], **provenance})
+        provenance = {
+            key: data.meta[key]
+            for key in ("variant", "split", "seed", "n", "mnist_source", "mnist_range")
+        }
+        return TrainingSet(
+            as_dataset(data), task.num_classes, {"source": data.meta["mnist_source"], **provenance}
+        )

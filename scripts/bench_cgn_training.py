@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 
 import torch
+
 from robustbench_cgn_plugins.mnist.cgn_model import build_cgn
 from robustbench_cgn_plugins.mnist.style_loss import VGGStyleLoss
 from robustbench_cgn_plugins.mnist.training import (

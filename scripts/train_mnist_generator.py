@@ -28,14 +28,14 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from robustbench_cgn.errors import CGNBenchError
 from robustbench_cgn_plugins.mnist.training import (
     VARIANTS,
     MnistGeneratorTrainer,
     TrainConfig,
     export_generator_weights,
 )
-
-from robustbench_cgn.errors import CGNBenchError
 
 SHOWN = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
 

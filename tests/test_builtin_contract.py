@@ -18,9 +18,11 @@ def test_builtins_load_without_problems():
     assert {"c-mnist", "dc-mnist", "w-mnist"} <= set(REG.benchmarks.names())
 
 
-ALL = [pytest.param(entry, id=f"{kind}:{entry.name}")
-       for kind in ("generators", "classifiers", "benchmarks")
-       for entry in REG.by_kind(kind)]
+ALL = [
+    pytest.param(entry, id=f"{kind}:{entry.name}")
+    for kind in ("generators", "classifiers", "benchmarks")
+    for entry in REG.by_kind(kind)
+]
 
 
 @pytest.mark.parametrize("entry", ALL)

@@ -16,8 +16,9 @@ def installed_plugin(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
     source = build / "source"  # a copy: building must not leave files in the repository
-    shutil.copytree(EXAMPLE_PLUGIN_DIR, source, ignore=shutil.ignore_patterns("*.egg-info",
-                                                                               "build"))
+    shutil.copytree(
+        EXAMPLE_PLUGIN_DIR, source, ignore=shutil.ignore_patterns("*.egg-info", "build")
+    )
     subprocess.run(
         [
             sys.executable,

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from robustbench_cgn_plugins.mnist.cgn_model import load_cgn_checkpoint
 from torch import nn
+
+from robustbench_cgn_plugins.mnist.cgn_model import load_cgn_checkpoint
 
 N_TRAIN = 20_000
 MASKS_PER_CLASS = 100

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 from robustbench_cgn_plugins.mnist.cgn_fast import (
     FastCGN,
     upsample_conv_as_conv_transpose,
@@ -18,8 +20,6 @@ from robustbench_cgn_plugins.mnist.cgn_model import (
     load_cgn_checkpoint,
     sample_shifts,
 )
-
-from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 
 VARIANTS = ["colored", "double_colored", "wildlife"]
 

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
 from robustbench_cgn_plugins.mnist.cgn_model import build_cgn, load_cgn_checkpoint
 from robustbench_cgn_plugins.mnist.counterfactuals import (
     FORMAT,
@@ -17,8 +19,6 @@ from robustbench_cgn_plugins.mnist.counterfactuals import (
     quantize_images,
     write_counterfactuals,
 )
-
-from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
 
 
 @pytest.fixture(scope="module")

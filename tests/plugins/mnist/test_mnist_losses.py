@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+
+from robustbench_cgn.errors import ConfigError, DataNotFoundError
 from robustbench_cgn_plugins.mnist.losses import (
     BinaryLoss,
     binary_entropy_bits,
@@ -21,8 +23,6 @@ from robustbench_cgn_plugins.mnist.style_loss import (
     VGGStyleLoss,
     gram_matrix,
 )
-
-from robustbench_cgn.errors import ConfigError, DataNotFoundError
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from robustbench_cgn_plugins.mnist.cgn_model import count_parameters
 from robustbench_cgn_plugins.mnist.cnn import CNN
 from robustbench_cgn_plugins.mnist.dcgan_model import DCGANGenerator

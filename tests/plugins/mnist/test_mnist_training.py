@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from robustbench_cgn.errors import ConfigError
 from robustbench_cgn_plugins.mnist.cgn_model import build_cgn, load_cgn_checkpoint
 from robustbench_cgn_plugins.mnist.hashing import file_sha256
 from robustbench_cgn_plugins.mnist.sample_grids import (
@@ -28,8 +30,6 @@ from robustbench_cgn_plugins.mnist.training import (
     load_train_data,
     sample_dcgan,
 )
-
-from robustbench_cgn.errors import ConfigError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
