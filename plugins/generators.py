@@ -16,6 +16,13 @@ def register_generators(registry) -> None:
 
 
 @hookimpl
+def register_commands(cli) -> None:
+    from .mnist.train_command import train_generator_command
+
+    cli.add_command(train_generator_command)
+
+
+@hookimpl
 def register_weights(registry) -> None:
     for spec in shipped_weights():
         registry.add(spec)

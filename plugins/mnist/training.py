@@ -123,7 +123,7 @@ __all__ = [
 CHECKPOINT_FORMAT = "cgnbench-mnist-generator-train/1"
 EXPORT_FORMAT = "cgnbench-mnist-generator-export/1"
 VARIANTS = ("colored", "double-colored", "wildlife")
-SCRIPT = "scripts/train_mnist_generator.py"
+COMMAND = ("cgnbench", "train-generator")
 
 #: Per-variant CGN hyperparameters (cgn-reference.md section 1). ``lambda_edge`` is the
 #: reproduction's, used in improved mode only. Style weights: relu1_2, relu2_2, relu3_3, relu4_3.
@@ -430,7 +430,7 @@ def load_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
 def reproduce_command(
     config: TrainConfig, data_dir: Any, out_dir: Any = "OUT", threads: int | None = None
 ) -> str:
-    """The ``scripts/train_mnist_generator.py`` command line that re-creates ``config``
+    """The ``cgnbench train-generator`` command line that re-creates ``config``
     (``threads``: bitwise reproduction on CPU needs the same thread count)."""
     c = config
     opts = {
@@ -445,7 +445,7 @@ def reproduce_command(
     }
     if threads is not None:
         opts["--threads"] = threads
-    args = ["python", SCRIPT, *(str(x) for kv in opts.items() for x in kv)]
+    args = [*COMMAND, *(str(x) for kv in opts.items() for x in kv)]
     if c.model == "cgn":
         args += ["--mode", c.mode]
         hp = TrainConfig(model="cgn", variant=c.variant, mode=c.mode).resolved()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +137,8 @@ def run_command(
     for column in ("run id", "seed", "status", "metrics"):
         summary.add_column(column)
     for seed in seeds:
-        outcome = runner.run(RunRequest(seed=seed, **request_args))
+        with _warnings_once(app):
+            outcome = runner.run(RunRequest(seed=seed, **request_args))
         if outcome.status == "skipped":
             status = "already complete (use --force to rerun)"
             metrics = app.store.metrics_frame().query("run_id == @outcome.run_id and key == ''")
@@ -145,6 +149,20 @@ def run_command(
         text = ", ".join(f"{name}={format_value(value)}" for name, value in values.items())
         summary.add_row(outcome.run_id, str(seed), status, text)
     app.console.print(summary)
+
+
+@contextlib.contextmanager
+def _warnings_once(app: App) -> Iterator[None]:
+    """Show each distinct warning of a run once, as one yellow line (data fallbacks say
+    the same thing at every lookup)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            yield
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught):
+                app.err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 @cli.command("show")

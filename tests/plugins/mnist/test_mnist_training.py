@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -206,7 +204,7 @@ def test_export_round_trips_through_load_cgn_checkpoint(make, tmp_path, mode):
     assert sidecar["iterations"] == 1 and sidecar["mode"] == mode
     assert sidecar["vgg"]["sha256"] and sidecar["data"]["mnist_source"] == "mnist-full"
     assert sidecar["weights_sha256"] == file_sha256(out)
-    assert sidecar["command"].startswith("python scripts/train_mnist_generator.py")
+    assert sidecar["command"].startswith("cgnbench train-generator")
     raw = torch.load(out, weights_only=True)
     assert set(raw) == set(build_cgn().state_dict())  # the authors' flat layout
     cgn = load_cgn_checkpoint(out, mask_activation=sidecar["mask_activation"])  # strict
@@ -254,28 +252,3 @@ def test_collapse_indicator():
     assert "constant" in out["per_class"][3]["reason"]
     fresh = mask_collapse_indicators(build_cgn(), n_per_class=4, seed=0)
     assert len(fresh["per_class"]) == 10 and all(r["n"] == 4 for r in fresh["per_class"])
-
-
-def test_script_trains_and_resumes(shared_data, tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "train_mnist_generator_script",
-        Path(__file__).parents[3] / "scripts" / "train_mnist_generator.py",
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    args = [
-        "--model",
-        "dcgan",
-        "--variant",
-        "colored",
-        "--data-dir",
-        str(shared_data),
-        "--out",
-        str(tmp_path / "s"),
-        "--checkpoint-every",
-        "1",
-    ]
-    assert script.main([*args, "--iterations", "1"]) == 0
-    assert script.main([*args, "--iterations", "2"]) == 0
-    sidecar = json.loads((tmp_path / "s" / "generator.json").read_text())
-    assert sidecar["iterations"] == 2 and sidecar["model"] == "dcgan"

@@ -1,0 +1,175 @@
+"""``cgnbench train-generator``: train an MNIST CGN or DCGAN, resumably, and export its weights.
+
+Registered through the ``register_commands`` hook of the built-in generators plugin, the same
+way a third-party plugin adds a command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from .training import VARIANTS, MnistGeneratorTrainer, TrainConfig, export_generator_weights
+
+SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
+
+
+def _floats(_ctx, _param, text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter("expected comma-separated numbers") from None
+
+
+@click.command("train-generator")
+@click.option("--model", type=click.Choice(("cgn", "dcgan")), required=True)
+@click.option("--variant", type=click.Choice(VARIANTS), required=True)
+@click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="MNIST root (torchvision layout <dir>/MNIST/raw).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run folder; training resumes from its latest checkpoint.",
+)
+@click.option("--iterations", type=int, default=None, help="Default: --epochs epochs.")
+@click.option("--epochs", type=int, default=15, show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(("faithful", "improved")),
+    default="faithful",
+    show_default=True,
+    help="faithful keeps the reference quirks; see training.py.",
+)
+@click.option(
+    "--vgg-weights",
+    default=None,
+    help="VGG16 features state dict (CGN style loss); also $CGNBENCH_VGG16_WEIGHTS.",
+)
+@click.option(
+    "--textures-dir", default=None, help="W-MNIST textures; default <data-dir>/wmnist_textures."
+)
+@click.option("--checkpoint-every", type=int, default=1000, show_default=True)
+@click.option("--sample-every", type=int, default=1000, show_default=True)
+@click.option("--log-every", type=int, default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--data-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the variant's colours/textures.",
+)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--lambda-binary", type=float, default=None)
+@click.option("--lambda-edge", type=float, default=None)
+@click.option(
+    "--style-weights",
+    callback=_floats,
+    default=None,
+    help="Four comma-separated weights (relu1_2, 2_2, 3_3, 4_3).",
+)
+@click.option("--threads", type=int, default=None, help="torch.set_num_threads.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--no-export", is_flag=True, help="Skip generator.pth at the end.")
+def train_generator_command(
+    model,
+    variant,
+    data_dir,
+    out,
+    iterations,
+    epochs,
+    mode,
+    vgg_weights,
+    textures_dir,
+    checkpoint_every,
+    sample_every,
+    log_every,
+    seed,
+    data_seed,
+    batch_size,
+    lambda_binary,
+    lambda_edge,
+    style_weights,
+    threads,
+    device,
+    no_export,
+) -> None:
+    """Train an MNIST CGN or the DCGAN baseline; rerun the same command to resume.
+
+    Writes checkpoints, sample grids, a loss/mask-collapse log and, at the end,
+    generator.pth (+ .json with config, data provenance and this command) into --out.
+    """
+    console = Console(stderr=True)
+    if threads:
+        torch.set_num_threads(threads)
+    config = TrainConfig(
+        model=model,
+        variant=variant,
+        mode=mode,
+        iterations=iterations,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        data_seed=data_seed,
+        lambda_binary=lambda_binary,
+        lambda_edge=lambda_edge,
+        style_weights=style_weights,
+        checkpoint_every=checkpoint_every,
+        sample_every=sample_every,
+        log_every=log_every,
+    )
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"{model} {variant}", total=None, losses="")
+
+        def on_step(iteration: int, losses: dict[str, float]) -> None:
+            shown = " ".join(f"{k}={losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses)
+            progress.update(task, completed=iteration, losses=shown)
+
+        trainer = MnistGeneratorTrainer(
+            config,
+            out,
+            data_dir=data_dir,
+            textures_dir=textures_dir,
+            vgg_weights=vgg_weights,
+            on_step=on_step,
+            device=device,
+        )
+        if trainer.resumed_from is not None:
+            console.print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
+        progress.update(task, total=trainer.config.iterations, completed=trainer.iteration)
+        summary = trainer.run()
+    if not no_export:
+        exported = export_generator_weights(summary["checkpoint"], Path(out) / "generator.pth")
+        console.print(f"exported {exported} and {exported.with_suffix('.json')}")
+    per_iteration = summary["seconds_per_iteration"]
+    speed = f", {per_iteration:.3f} s/iteration" if per_iteration else ""
+    console.print(f"done: {summary['iteration']} iterations{speed}")
+    collapse = summary.get("collapse")
+    if collapse and collapse["any_collapsed"]:
+        console.print(f"[yellow]mask collapse in classes {collapse['collapsed_classes']}")
