@@ -137,22 +137,27 @@ class Component(ABC):
         return {}
 
 
-class Generator(Component):
-    """Produces a labelled training set for a task. ``original`` data is a generator too."""
+class TaskScoped(Component):
+    """A component that serves the tasks whose names match ``tasks`` (wildcards allowed)."""
 
-    kind: ClassVar[str] = "generator"
     tasks: ClassVar[tuple[str, ...]] = ("*",)
 
     @classmethod
     def supports(cls, task: Task) -> bool:
         return any(fnmatch.fnmatchcase(task.name, pattern) for pattern in cls.tasks)
 
+
+class Generator(TaskScoped):
+    """Produces a labelled training set for a task. ``original`` data is a generator too."""
+
+    kind: ClassVar[str] = "generator"
+
     @abstractmethod
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet | None:
         """Return the training data, or ``None`` for "no training: use the classifier as is"."""
 
 
-class Classifier(Component):
+class Classifier(TaskScoped):
     """A model that is built for a task, trained on a training set and predicts logits.
 
     ``predict`` returns a mapping head name -> logits ``[B, num_classes]``. Single-head models
@@ -161,11 +166,6 @@ class Classifier(Component):
     """
 
     kind: ClassVar[str] = "classifier"
-    tasks: ClassVar[tuple[str, ...]] = ("*",)
-
-    @classmethod
-    def supports(cls, task: Task) -> bool:
-        return any(fnmatch.fnmatchcase(task.name, pattern) for pattern in cls.tasks)
 
     @abstractmethod
     def build(self, task: Task, ctx: RunContext) -> None:

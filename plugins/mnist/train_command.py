@@ -11,14 +11,8 @@ from pathlib import Path
 import click
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+
+from robustbench_cgn.progress import ProgressReporter
 
 from .training import VARIANTS, MnistGeneratorTrainer, TrainConfig, export_generator_weights
 
@@ -136,33 +130,28 @@ def train_generator_command(
         sample_every=sample_every,
         log_every=log_every,
     )
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[losses]}"),
+    trainer = MnistGeneratorTrainer(
+        config,
+        out,
+        data_dir=data_dir,
+        textures_dir=textures_dir,
+        vgg_weights=vgg_weights,
+        device=device,
     )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"{model} {variant}", total=None, losses="")
+    if trainer.resumed_from is not None:
+        console.print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
+    progress = ProgressReporter(console)
+    with progress.task(
+        f"{model} {variant}", total=trainer.config.iterations, completed=trainer.iteration
+    ) as bar:
+        last = [trainer.iteration]
 
         def on_step(iteration: int, losses: dict[str, float]) -> None:
             shown = " ".join(f"{k}={losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses)
-            progress.update(task, completed=iteration, losses=shown)
+            bar.update(iteration - last[0], status=shown)
+            last[0] = iteration
 
-        trainer = MnistGeneratorTrainer(
-            config,
-            out,
-            data_dir=data_dir,
-            textures_dir=textures_dir,
-            vgg_weights=vgg_weights,
-            on_step=on_step,
-            device=device,
-        )
-        if trainer.resumed_from is not None:
-            console.print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
-        progress.update(task, total=trainer.config.iterations, completed=trainer.iteration)
+        trainer.on_step = on_step
         summary = trainer.run()
     if not no_export:
         exported = export_generator_weights(summary["checkpoint"], Path(out) / "generator.pth")
