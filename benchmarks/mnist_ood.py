@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import TensorDataset
 
 from robustbench_cgn import (
     Benchmark,
@@ -25,6 +24,7 @@ from robustbench_cgn import (
     accuracy,
     predict_dataset,
 )
+from robustbench_cgn.data.batching import IndexedTensors
 from robustbench_cgn_plugins.mnist.tasks import TASKS, as_dataset, mnist_for, variant_split
 
 TEST_PROTOCOL = "cgn-table3: OOD test split, attributes drawn independently of the label"
@@ -40,7 +40,6 @@ MNIST_DATASET = DatasetSpec(
 class MnistOODBenchmark(Benchmark):
     """Shared logic of the three MNIST variants (not registered itself)."""
 
-    variant: ClassVar[str]
     default_classifier = "mnist-cnn"
     metrics = (
         MetricSpec("test_acc", True, TEST_PROTOCOL, "OOD test accuracy (%)", main=True),
@@ -81,10 +80,9 @@ class MnistOODBenchmark(Benchmark):
                     key=f"class{digit}",
                 )
         if ctx.train_set is not None and ("train_acc", "") not in ctx.recorded_metrics:
-            dataset = ctx.train_set.dataset
-            size = len(dataset)
-            chosen = torch.randperm(size, generator=torch.Generator().manual_seed(0))
-            subset = Subset(dataset, chosen[: self.config.train_eval_n].sort().values.tolist())
+            data = IndexedTensors.from_dataset(ctx.train_set.dataset)
+            chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+            subset = TensorDataset(*data.gather(chosen[: self.config.train_eval_n].sort().values))
             predictions = predict_dataset(
                 classifier,
                 subset,
@@ -103,21 +101,18 @@ class MnistOODBenchmark(Benchmark):
 class ColoredMNIST(MnistOODBenchmark):
     name = "c-mnist"
     description = "Colored MNIST (Table 3)"
-    variant = "colored"
     task = TASKS["colored"]
 
 
 class DoubleColoredMNIST(MnistOODBenchmark):
     name = "dc-mnist"
     description = "Double-colored MNIST (Table 3)"
-    variant = "double-colored"
     task = TASKS["double-colored"]
 
 
 class WildlifeMNIST(MnistOODBenchmark):
     name = "w-mnist"
     description = "Wildlife MNIST (Table 3)"
-    variant = "wildlife"
     task = TASKS["wildlife"]
     datasets = (
         MNIST_DATASET,

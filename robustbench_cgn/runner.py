@@ -152,7 +152,7 @@ class Runner:
         if request.mix == "original+generated":
             generator_identity = {
                 **generator_identity,
-                "original": self._original(request).identity(task, context),
+                "original": self._original().identity(task, context),
             }
         spec = RunSpec(
             generator=generator_entry.name,
@@ -174,7 +174,7 @@ class Runner:
         context.workdir = self.paths.run_dir(spec.run_id)
         return PlannedRun(spec, generator, classifier, benchmark, context)
 
-    def _original(self, request: RunRequest) -> Generator:
+    def _original(self) -> Generator:
         entry = self.plugins.registries.generators.get(ORIGINAL_GENERATOR)
         return entry.cls(build_config(entry.cls.Config, {}, owner="generator 'original'"))
 
@@ -243,7 +243,7 @@ class Runner:
         seed_everything(ctx.seed)
         train_set = planned.generator.generate(task, ctx)
         if request.mix == "original+generated":
-            original = self._original(request).generate(task, ctx)
+            original = self._original().generate(task, ctx)
             if train_set is None or original is None:
                 raise IncompatibleError("mix 'original+generated' needs data from both generators")
             train_set = concat_training_sets(original, train_set)

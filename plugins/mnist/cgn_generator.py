@@ -8,10 +8,10 @@ from typing import Literal
 from torch.utils.data import TensorDataset
 
 from robustbench_cgn import Generator, RunContext, Task, TrainingSet
+from robustbench_cgn.data.download import sha256_file as file_sha256
 
 from .cgn_model import load_cgn_checkpoint
 from .counterfactuals import load_counterfactuals, write_counterfactuals
-from .hashing import file_sha256
 from .tasks import MNIST_TASK_NAMES
 from .zoo import resolve_weights
 

@@ -44,18 +44,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 
 from .cgn_fast import FastCGN
 from .cgn_model import CGN
-from .hashing import file_sha256, state_dict_sha256
+from .hashing import state_dict_sha256
 
 __all__ = [
     "FORMAT",
     "CounterfactualBatch",
     "CounterfactualData",
     "CounterfactualDataset",
-    "file_sha256",
     "generate_counterfactuals",
     "load_counterfactuals",
     "quantize_images",

@@ -1,22 +1,15 @@
-"""sha256 helpers used to label results by the exact weights they came from."""
+"""sha256 of a module's weights, to label results by the exact weights they came from.
+
+File hashes come from :func:`robustbench_cgn.data.download.sha256_file`.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from os import PathLike
 
 import torch
 
-__all__ = ["file_sha256", "state_dict_sha256"]
-
-
-def file_sha256(path: str | PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+__all__ = ["state_dict_sha256"]
 
 
 def state_dict_sha256(module: torch.nn.Module) -> str:

@@ -49,9 +49,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
-
-from .hashing import file_sha256
 
 __all__ = [
     "CAFFE_MEAN_255",

@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 
 from robustbench_cgn import RunContext, Task
 from robustbench_cgn.data.mnist import MnistArrays, resolve_mnist
-from robustbench_cgn.data.mnist_variants import VariantData, build_variant
+from robustbench_cgn.data.mnist_variants import VariantData, build_variant, to_float
 
 TASKS = {
     "colored": Task(
@@ -75,7 +75,5 @@ def as_dataset(data: VariantData) -> TensorDataset:
 
 
 def uint8_to_model_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 in [0, 255] -> float32 in [-1, 1]; float input is passed through."""
-    if images.dtype == torch.uint8:
-        return images.float().div_(127.5).sub_(1.0)
-    return images
+    """uint8 storage -> float32 in [-1, 1] (:func:`to_float`); float input is passed through."""
+    return to_float(images) if images.dtype == torch.uint8 else images

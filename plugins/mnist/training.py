@@ -87,6 +87,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 
 from .cgn_fast import upsample_conv_as_conv_transpose
@@ -94,7 +95,6 @@ from .cgn_model import CGN, build_cgn, compose, init_weights_pix2pix
 from .counterfactuals import quantize_images
 from .dcgan_model import DCGANGenerator
 from .discriminators import DiscConv, DiscLin
-from .hashing import file_sha256
 from .losses import BinaryLoss, edge_loss, lsgan_loss
 from .sample_grids import mask_collapse_indicators, save_cgn_grids, save_dcgan_grid
 from .style_loss import STYLE_WEIGHTS, VGG16_FILE, VGGStyleLoss, resolve_vgg16_weights

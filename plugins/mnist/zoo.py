@@ -30,22 +30,23 @@ WEIGHTS_FOLDER = "weights"
 PREPROCESSING = {"input_size": [3, 32, 32], "range": [-1, 1], "storage": "uint8 x/127.5-1"}
 
 
+def _weights_file(name: str) -> Path:
+    """Where the zoo entry ``name`` lives inside the installed package."""
+    return Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(WEIGHTS_FOLDER, f"{name}.pth")))
+
+
 def shipped_weights() -> list[WeightsSpec]:
     """The zoo entries whose weights file is present in the installed package."""
-    folder = resources.files(WEIGHTS_PACKAGE).joinpath(WEIGHTS_FOLDER)
-    specs = []
-    for name in PLANNED:
-        file = folder.joinpath(f"{name}.pth")
-        if file.is_file():
-            specs.append(
-                WeightsSpec(
-                    name,
-                    source=f"package:{WEIGHTS_PACKAGE}/{WEIGHTS_FOLDER}/{name}.pth",
-                    tags=("mnist",),
-                    preprocessing=PREPROCESSING,
-                )
-            )
-    return specs
+    return [
+        WeightsSpec(
+            name,
+            source=f"package:{WEIGHTS_PACKAGE}/{WEIGHTS_FOLDER}/{name}.pth",
+            tags=("mnist",),
+            preprocessing=PREPROCESSING,
+        )
+        for name in PLANNED
+        if _weights_file(name).is_file()
+    ]
 
 
 def resolve_weights(weights: str, component: str, task_name: str) -> tuple[str, Path]:
@@ -53,16 +54,8 @@ def resolve_weights(weights: str, component: str, task_name: str) -> tuple[str, 
     if weights == "auto":
         weights = f"{component}.{ZOO_TAG_OF_TASK[task_name]}"
     if weights in PLANNED:
-        for spec in shipped_weights():
-            if spec.name == weights:
-                path = Path(
-                    str(
-                        resources.files(WEIGHTS_PACKAGE)
-                        .joinpath(WEIGHTS_FOLDER)
-                        .joinpath(f"{weights}.pth")
-                    )
-                )
-                return weights, path
+        if _weights_file(weights).is_file():
+            return weights, _weights_file(weights)
         raise DataNotFoundError(
             f"the zoo weights {weights!r} are not trained yet; pass a checkpoint file instead, "
             f"e.g. --set generator.weights=/path/to/cgn_colored_MNIST.pth (the CGN authors' "

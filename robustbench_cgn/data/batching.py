@@ -44,7 +44,7 @@ class IndexedTensors:
         """Images and labels at the global ``indices`` (in that order)."""
         if len(self.parts) == 1:
             images, labels = self.parts[0]
-            return _take(images, indices), _take(labels, indices)
+            return images[indices], labels[indices]
         bounds = torch.tensor([0] + [len(labels) for _, labels in self.parts]).cumsum(0)
         owner = torch.searchsorted(bounds, indices, right=True) - 1
         first_images, first_labels = self.parts[0]
@@ -54,8 +54,8 @@ class IndexedTensors:
             selected = (owner == part_index).nonzero().flatten()
             if len(selected):
                 local = indices[selected] - bounds[part_index]
-                out_images[selected] = _take(images, local)
-                out_labels[selected] = _take(labels, local).long()
+                out_images[selected] = images[local]
+                out_labels[selected] = labels[local].long()
         return out_images, out_labels
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None):
@@ -67,8 +67,3 @@ class IndexedTensors:
         )
         for start in range(0, len(order), batch_size):
             yield self.gather(order[start : start + batch_size])
-
-
-def _take(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """Index rows; sorted access keeps memory-mapped reads sequential-ish."""
-    return tensor[indices]

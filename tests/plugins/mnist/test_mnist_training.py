@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import ConfigError
 from robustbench_cgn_plugins.mnist.cgn_model import build_cgn, load_cgn_checkpoint
-from robustbench_cgn_plugins.mnist.hashing import file_sha256
 from robustbench_cgn_plugins.mnist.sample_grids import (
     collapse_from_masks,
     mask_collapse_indicators,
