@@ -5,6 +5,7 @@ from __future__ import annotations
 from robustbench_cgn import hookimpl
 
 from .mnist.cgn_generator import CGNGenerator
+from .mnist.dcgan_generator import DCGANBaselineGenerator
 from .mnist.zoo import shipped_weights
 from .original import OriginalGenerator
 
@@ -13,6 +14,7 @@ from .original import OriginalGenerator
 def register_generators(registry) -> None:
     registry.add(OriginalGenerator)
     registry.add(CGNGenerator)
+    registry.add(DCGANBaselineGenerator)
 
 
 @hookimpl

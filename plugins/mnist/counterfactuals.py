@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -62,6 +62,7 @@ __all__ = [
     "state_dict_sha256",
     "dequantize_images",
     "write_counterfactuals",
+    "write_image_batches",
 ]
 
 FORMAT = "cgnbench-mnist-counterfactuals/1"
@@ -220,21 +221,7 @@ def write_counterfactuals(
     """
     if n < 1:
         raise ConfigError(f"need at least one image to write, got n={n}")
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise CGNBenchError(f"{out} already exists; pass overwrite=True or choose another folder")
-    part = out.with_name(out.name + ".partial")
-    if part.exists():
-        shutil.rmtree(part)
-    part.mkdir(parents=True)
-    size = cgn.img_size
-    shapes = {"images": (n, 3, size, size), "labels": (n,), "fg_labels": (n,), "bg_labels": (n,)}
-    for key, (fname, dtype) in _ARRAYS.items():
-        mm = np.lib.format.open_memmap(part / fname, mode="w+", dtype=dtype, shape=shapes[key])
-        del mm  # creates the (sparse) file with its header
-    t0 = time.perf_counter()
-    done = 0
-    for batch in generate_counterfactuals(
+    batches = generate_counterfactuals(
         cgn,
         n,
         no_cfs=no_cfs,
@@ -242,8 +229,74 @@ def write_counterfactuals(
         batch_size=batch_size,
         perm_group=perm_group,
         engine=engine,
-    ):
+    )
+    meta: dict[str, Any] = {
+        "generator": "cgn",
+        "no_cfs": no_cfs,
+        "seed": seed,
+        "batch_size": batch_size,
+        "perm_group": perm_group,
+        "engine": engine,
+        "mask_activation": cgn.mask_activation,
+        "label": "shape label (fg_labels / bg_labels: the texture labels)",
+        "cgn_state_dict_sha256": state_dict_sha256(cgn),
+    }
+    return write_image_batches(
+        batches,
+        out_dir,
+        n,
+        image_size=cgn.img_size,
+        meta=meta,
+        weights_path=weights_path,
+        extra_meta=extra_meta,
+        overwrite=overwrite,
+        on_progress=on_progress,
+    )
+
+
+def write_image_batches(
+    batches: Iterable[CounterfactualBatch],
+    out_dir: str | PathLike[str],
+    n: int,
+    *,
+    image_size: int,
+    meta: dict[str, Any],
+    weights_path: str | PathLike[str] | None = None,
+    extra_meta: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Stream ``n`` generated images (any generator's batches) into ``out_dir`` in the
+    :data:`FORMAT` layout; return its ``meta.json``.
+
+    Arrays are written chunk by chunk through re-opened memmaps into ``<out_dir>.partial``,
+    renamed when complete, so memory stays bounded and an interrupted write leaves nothing
+    that looks finished. ``meta`` (generator facts) is merged into the file's metadata.
+    """
+    if n < 1:
+        raise ConfigError(f"need at least one image to write, got n={n}")
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise CGNBenchError(f"{out} already exists; pass overwrite=True or choose another folder")
+    part = out.with_name(out.name + ".partial")
+    if part.exists():
+        shutil.rmtree(part)
+    part.mkdir(parents=True)
+    shapes = {
+        "images": (n, 3, image_size, image_size),
+        "labels": (n,),
+        "fg_labels": (n,),
+        "bg_labels": (n,),
+    }
+    for key, (fname, dtype) in _ARRAYS.items():
+        mm = np.lib.format.open_memmap(part / fname, mode="w+", dtype=dtype, shape=shapes[key])
+        del mm  # creates the (sparse) file with its header
+    t0 = time.perf_counter()
+    done = 0
+    for batch in batches:
         stop = done + len(batch)
+        if stop > n:
+            raise CGNBenchError(f"the generator yielded more than the {n} images asked for")
         for key, (fname, _) in _ARRAYS.items():
             mm = np.lib.format.open_memmap(part / fname, mode="r+")
             mm[done:stop] = getattr(batch, key).numpy()
@@ -252,24 +305,19 @@ def write_counterfactuals(
         done = stop
         if on_progress is not None:
             on_progress(done)
-    meta: dict[str, Any] = {
+    if done != n:
+        raise CGNBenchError(f"the generator yielded {done} images, {n} were asked for")
+    full_meta: dict[str, Any] = {
         "format": FORMAT,
         "n": n,
-        "no_cfs": no_cfs,
-        "seed": seed,
-        "batch_size": batch_size,
-        "perm_group": perm_group,
-        "engine": engine,
-        "image_size": [3, size, size],
-        "mask_activation": cgn.mask_activation,
+        **meta,
+        "image_size": [3, image_size, image_size],
         "files": {
             key: {"file": fname, "dtype": np.dtype(dtype).name, "shape": list(shapes[key])}
             for key, (fname, dtype) in _ARRAYS.items()
         },
         "layout": "NCHW",
         "value_mapping": "x = uint8 / 127.5 - 1 (stored as round((x + 1) * 127.5))",
-        "label": "shape label (fg_labels / bg_labels: the texture labels)",
-        "cgn_state_dict_sha256": state_dict_sha256(cgn),
         "weights_file": str(weights_path) if weights_path is not None else None,
         "weights_sha256": file_sha256(weights_path) if weights_path is not None else None,
         "torch_version": torch.__version__,
@@ -277,8 +325,8 @@ def write_counterfactuals(
         "complete": True,
     }
     if extra_meta:
-        meta["extra"] = extra_meta
-    (part / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        full_meta["extra"] = extra_meta
+    (part / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
     os.replace(part, out)
@@ -297,6 +345,7 @@ class CounterfactualData:
     fg_labels: Tensor
     bg_labels: Tensor
     meta: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None  # where it was loaded from
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -322,7 +371,7 @@ def load_counterfactuals(path: str | PathLike[str], *, mmap: bool = True) -> Cou
         if list(arr.shape) != spec["shape"] or arr.dtype.name != spec["dtype"]:
             raise CGNBenchError(f"{root / spec['file']} does not match meta.json")
         arrays[key] = torch.from_numpy(arr)
-    return CounterfactualData(**arrays, meta=meta)
+    return CounterfactualData(**arrays, meta=meta, folder=root)
 
 
 class CounterfactualDataset(Dataset):

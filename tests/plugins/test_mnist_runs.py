@@ -1,12 +1,18 @@
 """The MNIST world through the runner: original / cgn generators, mnist-cnn, c/dc/w-mnist."""
 
-import pytest
+from pathlib import Path
 
-from robustbench_cgn import DataNotFoundError
+import numpy as np
+import pytest
+import torch
+
+from robustbench_cgn import CGNBenchError, DataNotFoundError
 from robustbench_cgn.plugin_manager import load_plugins
 from robustbench_cgn.runner import Runner, RunRequest
 from robustbench_cgn.settings import resolve_paths
 from robustbench_cgn.store import ResultsStore
+from robustbench_cgn_plugins.mnist import zoo
+from robustbench_cgn_plugins.mnist.dcgan_model import DCGANGenerator
 
 
 @pytest.fixture
@@ -73,7 +79,13 @@ def test_cgn_counterfactuals_with_the_authors_checkpoints(runner, shared_data, b
     assert record.provenance["training_data"]["n"] == 6400
 
 
-def test_zoo_name_that_is_not_trained_says_so(runner):
+@pytest.fixture
+def empty_zoo(monkeypatch, tmp_path):
+    """No zoo weights shipped (the state before the trainings finish)."""
+    monkeypatch.setattr(zoo, "_weights_file", lambda name: tmp_path / "no-zoo" / f"{name}.pth")
+
+
+def test_zoo_name_that_is_not_trained_says_so(runner, empty_zoo):
     with pytest.raises(DataNotFoundError, match="not trained yet"):
         runner.plan(
             RunRequest(
@@ -110,3 +122,51 @@ def test_original_plus_counterfactuals_mix(runner, shared_data):
     )
     mix = runner.store.get_run(outcome.run_id).provenance["training_data"]["mix"]
     assert [part.get("source") for part in mix] == ["mnist-full", "cgn-counterfactuals"]
+
+
+@pytest.mark.parametrize("generator", ["cgn", "dcgan"])
+def test_auto_weights_without_a_trained_zoo_entry_say_so(runner, empty_zoo, generator):
+    with pytest.raises(DataNotFoundError, match=f"{generator}.c-mnist.*not trained yet"):
+        runner.plan(RunRequest(generator=generator, benchmark="c-mnist"))
+
+
+def test_dcgan_samples_train_the_classifier(runner, tmp_path):
+    """The GAN baseline end to end: class-balanced samples from a DCGAN weights file are
+    cached by weights hash and size, and a rerun with a new classifier reuses them."""
+    torch.manual_seed(0)
+    weights = tmp_path / "dcgan.pth"
+    torch.save(DCGANGenerator().state_dict(), weights)
+    overrides = {
+        "generator": {"weights": str(weights), "n_samples": "1000"},
+        "classifier": {"epochs": "1"},
+    }
+    outcome = runner.run(
+        RunRequest(generator="dcgan", benchmark="c-mnist", device="cpu", overrides=overrides)
+    )
+    record = runner.store.get_run(outcome.run_id)
+    data = record.provenance["training_data"]
+    assert data["source"] == "dcgan-samples" and data["n"] == 1000
+    assert record.spec["generator"]["identity"]["weights_sha256"]
+    labels = np.load(f"{data['folder']}/labels.npy")
+    assert np.bincount(labels, minlength=10).tolist() == [100] * 10
+    mtime = (Path(data["folder"]) / "images.npy").stat().st_mtime_ns
+    overrides["classifier"]["batch_size"] = "32"
+    again = runner.run(
+        RunRequest(generator="dcgan", benchmark="c-mnist", device="cpu", overrides=overrides)
+    )
+    assert again.run_id != outcome.run_id
+    assert (Path(data["folder"]) / "images.npy").stat().st_mtime_ns == mtime
+
+
+def test_dcgan_weights_of_another_architecture_are_refused(runner, tmp_path):
+    weights = tmp_path / "not-a-dcgan.pth"
+    torch.save({"weight": torch.zeros(3)}, weights)
+    with pytest.raises(CGNBenchError, match="not a DCGAN generator state dict"):
+        runner.run(
+            RunRequest(
+                generator="dcgan",
+                benchmark="c-mnist",
+                device="cpu",
+                overrides={"generator": {"weights": str(weights), "n_samples": "10"}},
+            )
+        )
