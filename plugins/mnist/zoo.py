@@ -7,10 +7,13 @@ once their weights file exists: a zoo name that is not trained yet is reported a
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from robustbench_cgn import DataNotFoundError, WeightsSpec
+from robustbench_cgn.data.download import verify_file
 
 ZOO_TAG_OF_TASK = {
     "colored-mnist": "c-mnist",
@@ -35,32 +38,65 @@ def _weights_file(name: str) -> Path:
     return Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(WEIGHTS_FOLDER, f"{name}.pth")))
 
 
+def _sidecar(name: str) -> dict[str, Any]:
+    """The training record exported next to the weights (``<name>.json``)."""
+    path = _weights_file(name).with_suffix(".json")
+    if not path.is_file():
+        raise DataNotFoundError(f"zoo weights {name!r} ship without their record {path.name}")
+    return json.loads(path.read_text())
+
+
+def _spec(name: str) -> WeightsSpec:
+    record = _sidecar(name)
+    config = record.get("config", {})
+    data = record.get("data") or {}
+    return WeightsSpec(
+        name,
+        source=f"package:{WEIGHTS_PACKAGE}/{WEIGHTS_FOLDER}/{name}.pth",
+        sha256=record.get("weights_sha256"),
+        description=(
+            f"{record.get('model')} on {record.get('variant')} MNIST, "
+            f"{record.get('iterations')} iterations ({record.get('mode') or 'dcgan'})"
+        ),
+        tags=("mnist", config.get("variant", "")),
+        preprocessing=PREPROCESSING,
+        config=(
+            {"mask_activation": record["mask_activation"]} if record.get("mask_activation") else {}
+        ),
+        provenance={
+            "command": record.get("command"),
+            "iterations": record.get("iterations"),
+            "data_source": data.get("source"),
+            "vgg": (record.get("vgg") or {}).get("sha256"),
+        },
+    )
+
+
 def shipped_weights() -> list[WeightsSpec]:
     """The zoo entries whose weights file is present in the installed package."""
-    return [
-        WeightsSpec(
-            name,
-            source=f"package:{WEIGHTS_PACKAGE}/{WEIGHTS_FOLDER}/{name}.pth",
-            tags=("mnist",),
-            preprocessing=PREPROCESSING,
-        )
-        for name in PLANNED
-        if _weights_file(name).is_file()
-    ]
+    return [_spec(name) for name in PLANNED if _weights_file(name).is_file()]
 
 
 def resolve_weights(weights: str, component: str, task_name: str) -> tuple[str, Path]:
-    """``auto`` / a zoo name / a file path -> (label, local path). Clear errors otherwise."""
+    """``auto`` / a zoo name / a file path -> (label, local path). Clear errors otherwise.
+
+    A zoo file is checked against the sha256 in its record (a damaged install is an error,
+    not silently different counterfactuals).
+    """
     if weights == "auto":
         weights = f"{component}.{ZOO_TAG_OF_TASK[task_name]}"
     if weights in PLANNED:
-        if _weights_file(weights).is_file():
-            return weights, _weights_file(weights)
-        raise DataNotFoundError(
-            f"the zoo weights {weights!r} are not trained yet; pass a checkpoint file instead, "
-            f"e.g. --set generator.weights=/path/to/cgn_colored_MNIST.pth (the CGN authors' "
-            f"release)"
-        )
+        path = _weights_file(weights)
+        if not path.is_file():
+            raise DataNotFoundError(
+                f"the zoo weights {weights!r} are not trained yet; pass a weights file instead, "
+                f"e.g. --set generator.weights=/path/to/cgn_colored_MNIST.pth (the CGN "
+                f"authors' release) or one written by `cgnbench train-generator`"
+            )
+        expected = _sidecar(weights).get("weights_sha256")
+        if expected:
+            verify_file(path, expected)
+        return weights, path
     path = Path(weights).expanduser()
     if not path.is_file():
         raise DataNotFoundError(

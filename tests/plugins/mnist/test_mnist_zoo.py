@@ -1,0 +1,60 @@
+"""The MNIST model zoo: shipped weights are listed with their record, verified and resolved."""
+
+import json
+
+import pytest
+import torch
+
+from robustbench_cgn import ChecksumError, DataNotFoundError
+from robustbench_cgn_plugins.mnist import zoo
+from robustbench_cgn_plugins.mnist.cgn_model import CGN, load_cgn_checkpoint
+from robustbench_cgn_plugins.mnist.training import export_generator_weights
+
+
+@pytest.fixture
+def zoo_dir(monkeypatch, tmp_path):
+    """A zoo folder holding one exported entry, ``cgn.c-mnist``."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(zoo, "_weights_file", lambda name: folder / f"{name}.pth")
+    torch.manual_seed(0)
+    checkpoint = {
+        "model": "cgn",
+        "generator": CGN().state_dict(),
+        "config": {"variant": "colored", "mode": "faithful"},
+        "mode": "faithful",
+        "mask_activation": "clamp",
+        "iteration": 123,
+        "data": {"source": "mnist-full"},
+        "vgg": {"sha256": "ab" * 32},
+        "command": "cgnbench train-generator --model cgn --variant colored ...",
+    }
+    export_generator_weights(checkpoint, folder / "cgn.c-mnist.pth")
+    return folder
+
+
+def test_only_shipped_entries_are_listed_with_their_record(zoo_dir):
+    (spec,) = zoo.shipped_weights()
+    assert spec.name == "cgn.c-mnist" and spec.component == "cgn" and spec.tag == "c-mnist"
+    record = json.loads((zoo_dir / "cgn.c-mnist.json").read_text())
+    assert spec.sha256 == record["weights_sha256"]
+    assert spec.provenance["iterations"] == 123
+    assert spec.provenance["data_source"] == "mnist-full"
+    assert spec.provenance["command"].startswith("cgnbench train-generator")
+    assert spec.config == {"mask_activation": "clamp"}
+    assert spec.preprocessing["range"] == [-1, 1]
+
+
+def test_auto_resolves_to_the_task_entry_and_loads_strictly(zoo_dir):
+    label, path = zoo.resolve_weights("auto", "cgn", "colored-mnist")
+    assert label == "cgn.c-mnist" and path == zoo_dir / "cgn.c-mnist.pth"
+    load_cgn_checkpoint(path)  # strict, weights_only
+    with pytest.raises(DataNotFoundError, match="'cgn.w-mnist' are not trained yet"):
+        zoo.resolve_weights("auto", "cgn", "wildlife-mnist")
+
+
+def test_a_damaged_zoo_file_is_refused(zoo_dir):
+    path = zoo_dir / "cgn.c-mnist.pth"
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ChecksumError, match="cgn.c-mnist.pth"):
+        zoo.resolve_weights("cgn.c-mnist", "cgn", "colored-mnist")
