@@ -18,8 +18,10 @@ from .progress import ProgressReporter
 class RunContext:
     """Everything environment-specific, handed to generators, classifiers and benchmarks.
 
-    ``workdir`` belongs to this run (checkpoints, figures); it survives an interruption so
-    the next attempt resumes. ``cache_dir`` is shared between runs (built datasets,
+    ``workdir`` belongs to this run (figures, logs); it survives an interruption so the next
+    attempt resumes. ``checkpoint_dir`` holds the classifier's training checkpoints; the runner
+    points it at a folder keyed by the training identity, so benchmarks on the same task reuse
+    a finished training instead of repeating it. ``cache_dir`` is shared between runs (built datasets,
     downloads). ``data_dir`` is the user's local data root (``--data-dir`` / ``CGNBENCH_DATA``).
     """
 
@@ -34,10 +36,11 @@ class RunContext:
     progress: ProgressReporter = field(default_factory=lambda: ProgressReporter(quiet=True))
     recorded_metrics: set[tuple[str, str]] = field(default_factory=set)
     train_set: TrainingSet | None = None  # what the classifier was trained on (set by the runner)
+    checkpoint_dir: Path | None = None  # default: <workdir>/checkpoints
 
     @property
     def checkpoints(self) -> Checkpointer:
-        return Checkpointer(self.workdir / "checkpoints")
+        return Checkpointer(self.checkpoint_dir or self.workdir / "checkpoints")
 
     @property
     def artifacts_dir(self) -> Path:

@@ -59,6 +59,21 @@ class RunSpec:
     def run_id(self) -> str:
         return run_identity(self.as_dict())
 
+    def training_id(self, task: str) -> str:
+        """Hash of what determines the trained classifier: generator, classifier, mix, seed,
+        task and data source, but not the benchmark. Runs that differ only in the benchmark
+        (``c-mnist`` and ``gradcam-iou-c-mnist``) share one training."""
+        return run_identity(
+            {
+                "task": task,
+                "generator": self.as_dict()["generator"],
+                "classifier": self.as_dict()["classifier"],
+                "mix": self.mix,
+                "seed": self.seed,
+                "source": self.data_source,
+            }
+        )
+
     @property
     def data_source(self) -> str:
         """A short label of where the data came from; leaderboards never mix sources."""

@@ -172,6 +172,7 @@ class Runner:
         )
         context.run_id = spec.run_id
         context.workdir = self.paths.run_dir(spec.run_id)
+        context.checkpoint_dir = self.paths.runs / "trained" / spec.training_id(task.name)
         return PlannedRun(spec, generator, classifier, benchmark, context)
 
     def _original(self) -> Generator:
@@ -191,12 +192,15 @@ class Runner:
                 "wait for it to finish"
             )
         resumed = existing is not None and not request.force
-        if request.force and ctx.workdir.exists():
-            shutil.rmtree(ctx.workdir)
+        if request.force:
+            for folder in (ctx.workdir, ctx.checkpoint_dir):
+                if folder is not None and folder.exists():
+                    shutil.rmtree(folder)
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         spec = planned.spec
         provenance = collect(ctx.device, {p.name: p.version for p in self.plugins.plugins})
         provenance["precision"] = ctx.precision
+        provenance["checkpoint_dir"] = str(ctx.checkpoints.folder)
         self.store.start_run(
             run_id,
             generator=spec.generator,

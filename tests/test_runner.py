@@ -140,3 +140,22 @@ def test_undeclared_metric_is_an_error(runner):
     runner.plugins.registries.benchmarks.add(Sloppy, plugin="test")
     with pytest.raises(CGNBenchError, match="undeclared metric"):
         runner.run(request(benchmark="sloppy"))
+
+
+def test_benchmarks_on_one_task_share_the_trained_classifier(runner):
+    """Training is keyed by what determines it (not by the benchmark): a second benchmark on
+    the same task and training setup loads the finished checkpoint instead of retraining."""
+    shift, flaky = runner.plan(request()), runner.plan(request(benchmark="flaky"))
+    assert shift.run_id != flaky.run_id
+    assert shift.context.checkpoint_dir == flaky.context.checkpoint_dir
+    assert runner.plan(request(seed=1)).context.checkpoint_dir != shift.context.checkpoint_dir
+    changed = request(overrides={"classifier": {"epochs": "3"}})
+    assert runner.plan(changed).context.checkpoint_dir != shift.context.checkpoint_dir
+    runner.run(request())
+    checkpoint = shift.context.checkpoint_dir / "toy-linear.pt"
+    trained_at = checkpoint.stat().st_mtime_ns
+    FlakyBenchmark.calls[:] = [set()]  # not the first call: no simulated interruption
+    runner.run(request(benchmark="flaky", overrides={"classifier": {"epochs": "2"}}))
+    assert checkpoint.stat().st_mtime_ns == trained_at
+    record = runner.store.get_run(flaky.run_id)
+    assert record.provenance["checkpoint_dir"] == str(shift.context.checkpoint_dir)

@@ -179,11 +179,7 @@ def show_command(app: App, run_id: str, as_json: bool) -> None:
         raise CGNBenchError(f"run id prefix {run_id!r} is ambiguous: {ids}")
     record = matches[0]
     metrics = app.store.metrics_frame(complete_only=False).query("run_id == @record.run_id")
-    files = sorted(
-        str(path.relative_to(record.workdir))
-        for path in Path(record.workdir or ".").rglob("*")
-        if record.workdir and path.is_file()
-    )
+    files = run_files(record)
     if as_json:
         payload = {
             **{k: v for k, v in vars(record).items()},
@@ -212,6 +208,22 @@ def show_command(app: App, run_id: str, as_json: bool) -> None:
     console.print_json(data=record.spec)
     console.print("[bold]provenance[/]")
     console.print_json(data=record.provenance)
-    console.print(f"[bold]files[/] in {record.workdir}:")
+    console.print(f"[bold]files[/] (run folder {record.workdir}):")
     for name in files:
         console.print(f"  {name}")
+
+
+def run_files(record) -> list[str]:
+    """The run folder's files and, as ``checkpoints/<name>``, the training checkpoints it used
+    (they live in a folder shared by runs with the same training, see ``provenance``)."""
+    files: list[str] = []
+    if record.workdir:
+        root = Path(record.workdir)
+        files += sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    shared = (record.provenance or {}).get("checkpoint_dir")
+    if shared and Path(shared).is_dir():
+        root = Path(shared)
+        files += sorted(
+            f"checkpoints/{p.relative_to(root)}" for p in root.rglob("*") if p.is_file()
+        )
+    return files
