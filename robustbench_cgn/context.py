@@ -21,8 +21,9 @@ class RunContext:
     ``workdir`` belongs to this run (figures, logs); it survives an interruption so the next
     attempt resumes. ``checkpoint_dir`` holds the classifier's training checkpoints; the runner
     points it at a folder keyed by the training identity, so benchmarks on the same task reuse
-    a finished training instead of repeating it. ``cache_dir`` is shared between runs (built datasets,
-    downloads). ``data_dir`` is the user's local data root (``--data-dir`` / ``CGNBENCH_DATA``).
+    a finished training instead of repeating it. ``cache_dir`` is shared between runs (built
+    datasets, downloads). ``data_dir`` is the user's local data root (``--data-dir`` /
+    ``CGNBENCH_DATA``).
     """
 
     run_id: str
