@@ -183,6 +183,11 @@ class Classifier(TaskScoped):
         """Turn a batch as the benchmark's dataset yields it into model input (default: as is)."""
         return images
 
+    def gradcam_target(self, head: str = "") -> tuple[torch.nn.Module, torch.nn.Module] | None:
+        """``(module mapping prepared images to the logits of head, its last conv layer)``
+        for GradCAM benchmarks, or ``None`` when the classifier does not expose one."""
+        return None
+
 
 class Benchmark(Component):
     """Declares its task, datasets and metrics, and scores a trained classifier.

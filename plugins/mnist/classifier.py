@@ -14,7 +14,7 @@ from robustbench_cgn import Classifier, RunContext, Task, TrainingSet
 from robustbench_cgn.data.batching import IndexedTensors
 from robustbench_cgn.device import autocast
 
-from .cnn import CNN
+from .cnn import CNN, CNNLogits
 from .tasks import MNIST_TASK_NAMES, uint8_to_model_input
 
 CHECKPOINT = "mnist-cnn"
@@ -115,6 +115,9 @@ class MnistCNN(Classifier):
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         return uint8_to_model_input(images)
+
+    def gradcam_target(self, head: str = "") -> tuple[torch.nn.Module, torch.nn.Module]:
+        return CNNLogits(self.model), self.model.last_conv
 
     def predict(self, images: torch.Tensor) -> Mapping[str, torch.Tensor]:
         self.model.eval()

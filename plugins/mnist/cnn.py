@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CNN"]
+__all__ = ["CNN", "CNNLogits"]
 
 
 class CNN(nn.Module):
@@ -58,3 +58,14 @@ class CNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.log_softmax(self.logits(x), dim=1)
+
+
+class CNNLogits(nn.Module):
+    """The same network returning logits (GradCAM explains pre-softmax class scores)."""
+
+    def __init__(self, cnn: CNN):
+        super().__init__()
+        self.cnn = cnn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.cnn.logits(x)

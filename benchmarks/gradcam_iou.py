@@ -1,0 +1,143 @@
+"""GradCAM-vs-mask IoU on the MNIST variants (the reproduction's explainability measure).
+
+Each OOD test image is paired with the binarised digit mask of that very image (the
+reproduction took masks from the MNIST *test* split by index while DC/W-MNIST test images come
+from MNIST train[50000:], so its pairs did not match). The CAM of the predicted class (or the
+true class) at the classifier's last conv layer is min-max normalised per image, resized to
+32x32 (bilinear), binarised at ``threshold``, and compared with the mask: ``fg_iou`` is the IoU
+of the digit pixels, ``mean_iou`` the mean of the digit and background IoUs. Values are the
+mean over the test images (std in ``extra``), overall and per true class. The benchmarks share
+their task with ``c-mnist``/``dc-mnist``/``w-mnist``, so a classifier trained for one is reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from robustbench_cgn import (
+    Benchmark,
+    Classifier,
+    IncompatibleError,
+    MetricResult,
+    MetricSpec,
+    RunContext,
+    Task,
+)
+from robustbench_cgn.explain import batched_cams, mask_iou
+from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for, variant_split
+
+from .mnist_ood import MNIST_DATASET, WildlifeMNIST
+
+
+def protocol(config) -> str:
+    return (
+        f"gradcam-iou: {config.cam_class} class, last conv layer, min-max per image, bilinear "
+        f"to 32x32, threshold {config.threshold}, mask of the same image"
+    )
+
+
+class MnistGradCamIoU(Benchmark):
+    """Shared logic of the three variants (not registered itself)."""
+
+    default_classifier = "mnist-cnn"
+    version = "0.1.0"
+    metrics = (
+        MetricSpec(
+            "fg_iou", True, "gradcam-iou", "IoU of attended pixels with the digit", main=True
+        ),
+        MetricSpec("mean_iou", True, "gradcam-iou", "mean of digit and background IoU"),
+        MetricSpec("test_acc", True, "gradcam-iou", "accuracy (%) on the explained images"),
+    )
+    datasets = (MNIST_DATASET,)
+
+    @dataclass(frozen=True)
+    class Config:
+        threshold: float = 0.5
+        cam_class: Literal["predicted", "true"] = "predicted"
+        n_images: int = 10_000
+        test_seed: int = 0
+        batch_size: int = 500
+
+        def __post_init__(self):
+            if not 0.0 < self.threshold < 1.0:
+                raise ValueError("threshold must be in (0, 1)")
+            if self.n_images < 1 or self.batch_size < 1:
+                raise ValueError("n_images and batch_size must be >= 1")
+
+    def identity(self, task: Task, ctx: RunContext) -> dict:
+        return {"source": mnist_for(ctx).source, "test_seed": self.config.test_seed}
+
+    def evaluate(self, classifier: Classifier, ctx: RunContext) -> Iterator[MetricResult]:
+        target = classifier.gradcam_target()
+        if target is None:
+            raise IncompatibleError(
+                f"classifier {classifier.name!r} exposes no GradCAM layer (gradcam_target)"
+            )
+        model, layer = target
+        config = self.config
+        test = variant_split(self.task, "test", ctx, seed=config.test_seed)
+        n = min(config.n_images, len(test.labels))
+        images, labels, masks = test.images[:n], test.labels[:n], test.masks[:n]
+        predicted = torch.empty(n, dtype=torch.long)
+
+        classes = predicted if config.cam_class == "predicted" else labels
+        model.eval()
+
+        def batches():
+            for start in range(0, n, config.batch_size):
+                stop = min(start + config.batch_size, n)
+                x = classifier.prepare(images[start:stop].to(ctx.device))
+                with torch.no_grad():
+                    predicted[start:stop] = model(x).argmax(1).cpu()
+                yield x, classes[start:stop]
+
+        fg, mean = torch.empty(n), torch.empty(n)
+        done = 0
+        with ctx.progress.task(f"{self.name}: GradCAM", total=n) as bar:
+            for cams in batched_cams(model, layer, batches()):
+                stop = done + len(cams)
+                iou = mask_iou(cams, masks[done:stop], config.threshold)
+                fg[done:stop], mean[done:stop] = iou.foreground, iou.mean
+                done = stop
+                bar.update(len(cams))
+        proto = protocol(config)
+        for name, values in (("fg_iou", fg), ("mean_iou", mean)):
+            yield _summary(name, values, proto, "")
+            for digit in range(self.task.num_classes):
+                chosen = labels == digit
+                yield _summary(name, values[chosen], proto, f"class{digit}")
+        accuracy = 100.0 * (predicted == labels).float().mean().item()
+        yield MetricResult("test_acc", accuracy, n=n, protocol=proto)
+
+
+def _summary(name: str, values: torch.Tensor, proto: str, key: str) -> MetricResult:
+    std = values.std().item() if len(values) > 1 else 0.0
+    return MetricResult(
+        name, values.mean().item(), n=len(values), protocol=proto, key=key, extra={"std": std}
+    )
+
+
+class ColoredMnistGradCam(MnistGradCamIoU):
+    name = "gradcam-iou-c-mnist"
+    description = "GradCAM-vs-digit-mask IoU on the Colored MNIST OOD test split"
+    task = TASKS["colored"]
+
+
+class DoubleColoredMnistGradCam(MnistGradCamIoU):
+    name = "gradcam-iou-dc-mnist"
+    description = "GradCAM-vs-digit-mask IoU on the Double-colored MNIST OOD test split"
+    task = TASKS["double-colored"]
+
+
+class WildlifeMnistGradCam(MnistGradCamIoU):
+    name = "gradcam-iou-w-mnist"
+    description = "GradCAM-vs-digit-mask IoU on the Wildlife MNIST OOD test split"
+    task = TASKS["wildlife"]
+    datasets = WildlifeMNIST.datasets
+
+
+GRADCAM_BENCHMARKS = (ColoredMnistGradCam, DoubleColoredMnistGradCam, WildlifeMnistGradCam)
