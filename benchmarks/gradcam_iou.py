@@ -28,6 +28,7 @@ from robustbench_cgn import (
     Task,
 )
 from robustbench_cgn.explain import batched_cams, mask_iou
+from robustbench_cgn.figures import save_cam_overlays, save_tsne, to_unit, tsne_embedding
 from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for, variant_split
 
 from .mnist_ood import MNIST_DATASET, WildlifeMNIST
@@ -61,6 +62,9 @@ class MnistGradCamIoU(Benchmark):
         n_images: int = 10_000
         test_seed: int = 0
         batch_size: int = 500
+        figures: bool = True  # GradCAM overlays and a t-SNE of penultimate features
+        overlay_n: int = 12
+        tsne_n: int = 2_000
 
         def __post_init__(self):
             if not 0.0 < self.threshold < 1.0:
@@ -100,6 +104,8 @@ class MnistGradCamIoU(Benchmark):
         with ctx.progress.task(f"{self.name}: GradCAM", total=n) as bar:
             for cams in batched_cams(model, layer, batches()):
                 stop = done + len(cams)
+                if done == 0 and config.figures:
+                    self._save_overlays(test, cams, predicted, ctx)
                 iou = mask_iou(cams, masks[done:stop], config.threshold)
                 fg[done:stop], mean[done:stop] = iou.foreground, iou.mean
                 done = stop
@@ -112,6 +118,43 @@ class MnistGradCamIoU(Benchmark):
                 yield _summary(name, values[chosen], proto, f"class{digit}")
         accuracy = 100.0 * (predicted == labels).float().mean().item()
         yield MetricResult("test_acc", accuracy, n=n, protocol=proto)
+        if config.figures:
+            self._save_tsne(classifier, test, ctx)
+
+    def _save_overlays(self, test, cams, predicted, ctx: RunContext) -> None:
+        k = min(self.config.overlay_n, len(cams))
+        captions = [f"y={int(test.labels[i])} p={int(predicted[i])}" for i in range(k)]
+        save_cam_overlays(
+            ctx.artifacts_dir / "gradcam_overlays.png",
+            to_unit(test.images[:k]),
+            cams[:k],
+            test.masks[:k],
+            captions,
+            f"{self.name}: GradCAM of the {self.config.cam_class} class (first {k} test images)",
+        )
+
+    def _save_tsne(self, classifier: Classifier, test, ctx: RunContext) -> None:
+        k = min(self.config.tsne_n, len(test.labels))
+        features = []
+        with torch.no_grad():
+            for start in range(0, k, self.config.batch_size):
+                x = classifier.prepare(test.images[start : min(start + self.config.batch_size, k)])
+                out = classifier.embed(x.to(ctx.device))
+                if out is None:
+                    return
+                features.append(out.cpu())
+        embedding = tsne_embedding(torch.cat(features), seed=ctx.seed)
+        colourings = [
+            ("digit label", test.labels[:k]),
+            ("foreground colour/texture class", test.fg_ids[:k]),
+            ("background colour/texture class", test.bg_ids[:k]),
+        ]
+        save_tsne(
+            ctx.artifacts_dir / "tsne.png",
+            embedding,
+            [(name, ids) for name, ids in colourings if bool((ids >= 0).all())],
+            f"{self.name}: t-SNE of penultimate features, {k} OOD test images",
+        )
 
 
 def _summary(name: str, values: torch.Tensor, proto: str, key: str) -> MetricResult:

@@ -183,6 +183,10 @@ class Classifier(TaskScoped):
         """Turn a batch as the benchmark's dataset yields it into model input (default: as is)."""
         return images
 
+    def embed(self, images: torch.Tensor) -> torch.Tensor | None:
+        """Penultimate features ``[B, D]`` of prepared images (for t-SNE), or ``None``."""
+        return None
+
     def gradcam_target(self, head: str = "") -> tuple[torch.nn.Module, torch.nn.Module] | None:
         """``(module mapping prepared images to the logits of head, its last conv layer)``
         for GradCAM benchmarks, or ``None`` when the classifier does not expose one."""

@@ -12,6 +12,7 @@ from robustbench_cgn.data.download import sha256_file as file_sha256
 
 from .cgn_model import load_cgn_checkpoint
 from .counterfactuals import write_counterfactuals
+from .galleries import save_independence_grid, save_mechanism_gallery
 from .generated_sets import cached_image_set
 from .tasks import MNIST_TASK_NAMES
 from .zoo import resolve_weights
@@ -78,6 +79,9 @@ class CGNGenerator(Generator):
         data = cached_image_set(
             ctx, key, config.n_counterfactuals, "generating counterfactuals", write
         )
+        cgn = load_cgn_checkpoint(path, mask_activation=config.mask_activation)
+        save_mechanism_gallery(cgn, ctx.artifacts_dir / "cgn_mechanisms.png", seed=ctx.seed)
+        save_independence_grid(cgn, ctx.artifacts_dir / "cgn_counterfactual_grid.png", ctx.seed)
         provenance = {
             "source": "cgn-counterfactuals",
             "weights": label,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from robustbench_cgn import Classifier, RunContext, Task, TrainingSet
 from robustbench_cgn.data.batching import IndexedTensors
 from robustbench_cgn.device import autocast
+from robustbench_cgn.figures import save_training_curves
 
 from .cnn import CNN, CNNLogits
 from .tasks import MNIST_TASK_NAMES, uint8_to_model_input
@@ -110,11 +111,20 @@ class MnistCNN(Classifier):
                 },
             )
         (ctx.artifacts_dir / "training_history.json").write_text(json.dumps(history, indent=2))
+        save_training_curves(
+            ctx.artifacts_dir / "training_curves.png",
+            history,
+            f"mnist-cnn on {train_set.provenance.get('source', 'its data')}",
+        )
         self.history = history
         self.model.eval()
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         return uint8_to_model_input(images)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        return self.model.features(images)
 
     def gradcam_target(self, head: str = "") -> tuple[torch.nn.Module, torch.nn.Module]:
         return CNNLogits(self.model), self.model.last_conv

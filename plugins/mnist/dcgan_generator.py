@@ -12,6 +12,7 @@ from robustbench_cgn.data.download import sha256_file as file_sha256
 from .counterfactuals import CounterfactualBatch, write_image_batches
 from .generated_sets import cached_image_set
 from .hashing import state_dict_sha256
+from .sample_grids import save_dcgan_grid
 from .tasks import MNIST_TASK_NAMES
 from .training import load_dcgan_generator, sample_dcgan
 from .zoo import resolve_weights
@@ -80,6 +81,7 @@ class DCGANBaselineGenerator(Generator):
 
         key = f"dcgan-{digest[:16]}-n{config.n_samples}-s{ctx.seed}"
         data = cached_image_set(ctx, key, config.n_samples, "sampling the DCGAN", write)
+        save_dcgan_grid(load_dcgan_generator(path), ctx.artifacts_dir, "dcgan", seed=ctx.seed)
         provenance = {
             "source": "dcgan-samples",
             "weights": label,

@@ -1,5 +1,7 @@
 """The gradcam-iou-* benchmarks through the runner on real MNIST."""
 
+from pathlib import Path
+
 import pytest
 
 from robustbench_cgn.plugin_manager import load_plugins
@@ -19,7 +21,10 @@ def test_gradcam_iou_reuses_the_trained_classifier_and_reports_per_class(runner)
     common = dict(generator="original", device="cpu")
     training = {"classifier": {"epochs": "1"}}
     accuracy_run = runner.run(RunRequest(benchmark="c-mnist", overrides=training, **common))
-    overrides = {**training, "benchmark": {"n_images": "600", "batch_size": "250"}}
+    overrides = {
+        **training,
+        "benchmark": {"n_images": "600", "batch_size": "250", "tsne_n": "300"},
+    }
     outcome = runner.run(RunRequest(benchmark="gradcam-iou-c-mnist", overrides=overrides, **common))
     record = runner.store.get_run(outcome.run_id)
     assert (
@@ -36,3 +41,6 @@ def test_gradcam_iou_reuses_the_trained_classifier_and_reports_per_class(runner)
     # same trained network, same first 600 test images: accuracy matches the c-mnist run's
     # direction (colour shortcut -> far below the training accuracy)
     assert values[("test_acc", "")].value < 60
+    artifacts = Path(record.workdir) / "artifacts"
+    for figure in ("gradcam_overlays.png", "tsne.png", "training_curves.png"):
+        assert (artifacts / figure).stat().st_size > 5_000, figure
