@@ -23,7 +23,7 @@ def format_value(mean: float, se: float | None = None) -> str:
     return text
 
 
-def _display_rows(group: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
+def display_rows(group: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
     metrics = metric_columns(group)
     measured = group[group["kind"] != REFERENCE]
     show_config = measured["config"].nunique() > 1
@@ -53,7 +53,7 @@ def _display_rows(group: pd.DataFrame) -> tuple[list[str], list[list[str]], list
 def rich_tables(board: pd.DataFrame, titles: dict[str, str] | None = None) -> list[Table]:
     tables = []
     for bench, group in board.groupby("benchmark", sort=True):
-        header, rows, references = _display_rows(group)
+        header, rows, references = display_rows(group)
         title = (titles or {}).get(bench, bench)
         table = Table(title=title, caption="ref · = published reference row, not measured here")
         for name in header:
@@ -72,7 +72,7 @@ def rich_tables(board: pd.DataFrame, titles: dict[str, str] | None = None) -> li
 def to_markdown(board: pd.DataFrame, titles: dict[str, str] | None = None) -> str:
     parts = []
     for bench, group in board.groupby("benchmark", sort=True):
-        header, rows, references = _display_rows(group)
+        header, rows, references = display_rows(group)
         frame = pd.DataFrame(rows, columns=header)
         parts.append(
             f"## {(titles or {}).get(bench, bench)}\n\n"
