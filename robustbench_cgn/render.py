@@ -23,24 +23,34 @@ def format_value(mean: float, se: float | None = None) -> str:
     return text
 
 
+def _split_config(label: object) -> dict[str, str]:
+    """``"generator.n=10000, generator.no_cfs=1"`` -> ``{"generator.n": "10000", ...}``."""
+    if not isinstance(label, str) or label in ("", "default"):
+        return {}
+    return dict(part.split("=", 1) for part in label.split(", ") if "=" in part)
+
+
 def display_rows(group: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Header and text cells of one benchmark's rows. Settings that differ between the
+    measured rows (a sweep's parameters) get one column each."""
     metrics = metric_columns(group)
     measured = group[group["kind"] != REFERENCE]
-    show_config = measured["config"].nunique() > 1
     show_data = measured["data_source"].nunique() > 1 or (
         not measured.empty and (measured["data_source"] != "-").any()
     )
+    settings = [_split_config(label) for label in group["config"]]
+    setting_keys = sorted({key for parsed in settings for key in parsed})
     header = ["generator", "classifier", "mix"]
     header += ["data"] if show_data else []
-    header += ["config"] if show_config else []
+    header += setting_keys
     header += ["seeds", *metrics]
     rows, is_reference = [], []
-    for _, row in group.iterrows():
+    for (_, row), parsed in zip(group.iterrows(), settings, strict=True):
         reference = row["kind"] == REFERENCE
         first = f"ref · {row['source']}" if reference else str(row["generator"])
         cells = [first, str(row["classifier"]), str(row["mix"])]
         cells += [str(row["data_source"])] if show_data else []
-        cells += [str(row["config"])] if show_config else []
+        cells += [parsed.get(key, "") for key in setting_keys]
         seeds = row.get("seeds")
         cells.append("" if seeds is None or pd.isna(seeds) else str(int(seeds)))
         for metric in metrics:
@@ -59,9 +69,7 @@ def rich_tables(board: pd.DataFrame, titles: dict[str, str] | None = None) -> li
         for name in header:
             table.add_column(
                 name,
-                justify="right"
-                if name not in {"generator", "classifier", "mix", "data", "config"}
-                else "left",
+                justify="right" if name in metric_columns(group) or name == "seeds" else "left",
             )
         for cells, reference in zip(rows, references, strict=True):
             table.add_row(*cells, style="dim italic" if reference else None)
