@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from robustbench_cgn import hookimpl
 
+from .generator_quality import QUALITY_BENCHMARKS
 from .gradcam_iou import GRADCAM_BENCHMARKS
 from .mnist_ood import MNIST_BENCHMARKS
 
 
 @hookimpl
 def register_benchmarks(registry) -> None:
-    for benchmark in (*MNIST_BENCHMARKS, *GRADCAM_BENCHMARKS):
+    for benchmark in (*MNIST_BENCHMARKS, *GRADCAM_BENCHMARKS, *QUALITY_BENCHMARKS):
         registry.add(benchmark)

@@ -18,6 +18,12 @@ class OriginalGenerator(Generator):
     def identity(self, task: Task, ctx: RunContext) -> dict:
         return {"source": mnist_for(ctx).source}
 
+    def sample_with_masks(self, task: Task, ctx: RunContext, n: int):
+        """The first ``n`` training images with their binarised digit masks (the reference
+        point of mask statistics: real shapes are perfectly binary)."""
+        data = variant_split(task, "train", ctx, seed=ctx.seed)
+        return data.images[:n], data.labels[:n], data.masks[:n].float()
+
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet:
         data = variant_split(task, "train", ctx, seed=ctx.seed)
         provenance = {

@@ -156,6 +156,14 @@ class Generator(TaskScoped):
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet | None:
         """Return the training data, or ``None`` for "no training: use the classifier as is"."""
 
+    def sample_with_masks(
+        self, task: Task, ctx: RunContext, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``n`` samples as ``(uint8 images [n, 3, H, W], labels [n], masks [n, H, W] in
+        [0, 1])`` for generator-quality metrics (mask statistics, shape agreement), or ``None``
+        when the generator has no notion of an object mask."""
+        return None
+
 
 class Classifier(TaskScoped):
     """A model that is built for a task, trained on a training set and predicts logits.
@@ -207,6 +215,9 @@ class Benchmark(Component):
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     datasets: ClassVar[tuple[DatasetSpec, ...]] = ()
     default_classifier: ClassVar[str | None] = None
+    # False: the benchmark scores the generator's data itself (``evaluate`` gets
+    # ``classifier=None`` and reads ``ctx.train_set``); no classifier is built or trained.
+    trains_classifier: ClassVar[bool] = True
 
     @classmethod
     def main_metric(cls) -> MetricSpec | None:
@@ -216,5 +227,5 @@ class Benchmark(Component):
         return cls.metrics[0] if cls.metrics else None
 
     @abstractmethod
-    def evaluate(self, classifier: Classifier, ctx: RunContext) -> Iterator[MetricResult]:
+    def evaluate(self, classifier: Classifier | None, ctx: RunContext) -> Iterator[MetricResult]:
         """Yield metric results; each is recorded as soon as it is yielded."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ class RunContext:
     recorded_metrics: set[tuple[str, str]] = field(default_factory=set)
     train_set: TrainingSet | None = None  # what the classifier was trained on (set by the runner)
     checkpoint_dir: Path | None = None  # default: <workdir>/checkpoints
+    source_generator: Any = None  # the run's Generator (set by the runner; quality benchmarks)
 
     @property
     def checkpoints(self) -> Checkpointer:

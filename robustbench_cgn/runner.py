@@ -33,6 +33,7 @@ from .settings import Paths
 from .store import ResultsStore, RunRecord
 
 MIX_CHOICES = ("generated", "original+generated")
+NO_CLASSIFIER = "-"  # the classifier column of runs whose benchmark scores the generator
 ORIGINAL_GENERATOR = "original"
 
 
@@ -56,7 +57,7 @@ class RunRequest:
 class PlannedRun:
     spec: RunSpec
     generator: Generator
-    classifier: Classifier
+    classifier: Classifier | None
     benchmark: Benchmark
     context: RunContext
 
@@ -99,14 +100,28 @@ class Runner:
             )
         benchmark_entry = registries.benchmarks.get(request.benchmark)
         generator_entry = registries.generators.get(request.generator)
-        classifier_name = request.classifier or benchmark_entry.cls.default_classifier
-        if classifier_name is None:
-            raise ConfigError(
-                f"benchmark {request.benchmark!r} has no default classifier; pass --classifier"
-            )
-        classifier_entry = registries.classifiers.get(classifier_name)
         task = benchmark_entry.cls.task
+        if benchmark_entry.cls.trains_classifier:
+            classifier_name = request.classifier or benchmark_entry.cls.default_classifier
+            if classifier_name is None:
+                raise ConfigError(
+                    f"benchmark {request.benchmark!r} has no default classifier; pass --classifier"
+                )
+            classifier_entry = registries.classifiers.get(classifier_name)
+        elif request.mix != "generated":
+            raise ConfigError(
+                f"benchmark {request.benchmark!r} scores the generator itself; --mix does not apply"
+            )
+        elif request.classifier:
+            raise ConfigError(
+                f"benchmark {request.benchmark!r} scores the generator itself and trains no "
+                "classifier; drop --classifier"
+            )
+        else:
+            classifier_entry = None
         for entry in (generator_entry, classifier_entry):
+            if entry is None:
+                continue
             if not entry.cls.supports(task):
                 raise IncompatibleError(
                     f"{entry.cls.kind} {entry.name!r} does not support task {task.name!r} of "
@@ -123,13 +138,17 @@ class Runner:
                 owner=f"generator {generator_entry.name!r}",
             )
         )
-        classifier = classifier_entry.cls(
-            build_config(
-                classifier_entry.cls.Config,
-                overrides.get("classifier", {}),
-                owner=f"classifier {classifier_entry.name!r}",
+        classifier = None
+        if classifier_entry is not None:
+            classifier = classifier_entry.cls(
+                build_config(
+                    classifier_entry.cls.Config,
+                    overrides.get("classifier", {}),
+                    owner=f"classifier {classifier_entry.name!r}",
+                )
             )
-        )
+        elif overrides.get("classifier"):
+            raise ConfigError(f"benchmark {request.benchmark!r} trains no classifier to configure")
         benchmark = benchmark_entry.cls(
             build_config(
                 benchmark_entry.cls.Config,
@@ -159,10 +178,10 @@ class Runner:
             generator_version=generator_entry.version,
             generator_config=config_as_dict(generator.config),
             generator_identity=generator_identity,
-            classifier=classifier_entry.name,
-            classifier_version=classifier_entry.version,
-            classifier_config=config_as_dict(classifier.config),
-            classifier_identity=classifier.identity(task, context),
+            classifier=classifier_entry.name if classifier_entry else NO_CLASSIFIER,
+            classifier_version=classifier_entry.version if classifier_entry else "",
+            classifier_config=config_as_dict(classifier.config) if classifier else {},
+            classifier_identity=classifier.identity(task, context) if classifier else {},
             benchmark=benchmark_entry.name,
             benchmark_version=benchmark_entry.version,
             benchmark_config=config_as_dict(benchmark.config),
@@ -245,6 +264,9 @@ class Runner:
     ) -> tuple[list[MetricResult], dict[str, Any] | None]:
         ctx, task = planned.context, planned.benchmark.task
         seed_everything(ctx.seed)
+        ctx.source_generator = planned.generator
+        if planned.classifier is None:  # the benchmark scores the generator itself
+            return self._evaluate(planned, None), None
         train_set = planned.generator.generate(task, ctx)
         if request.mix == "original+generated":
             original = self._original().generate(task, ctx)
@@ -256,10 +278,16 @@ class Runner:
         planned.classifier.build(task, ctx)
         if train_set is not None:
             planned.classifier.fit(train_set, ctx)
+        provenance = None if train_set is None else train_set.provenance
+        return self._evaluate(planned, planned.classifier), provenance
+
+    def _evaluate(self, planned: PlannedRun, classifier: Classifier | None) -> list[MetricResult]:
+        """Run the benchmark, recording each metric as it is yielded."""
+        ctx = planned.context
         specs = {spec.name: spec for spec in planned.benchmark.metrics}
         collected: list[MetricResult] = []
         last = time.perf_counter()
-        for result in planned.benchmark.evaluate(planned.classifier, ctx):
+        for result in planned.benchmark.evaluate(classifier, ctx):
             spec = specs.get(result.name)
             if spec is None:
                 raise CGNBenchError(
@@ -276,7 +304,7 @@ class Runner:
             )
             last = now
             collected.append(result)
-        return collected, None if train_set is None else train_set.provenance
+        return collected
 
 
 def _check_training_set(train_set: TrainingSet | None, num_classes: int) -> None:

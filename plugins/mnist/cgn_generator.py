@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch.utils.data import TensorDataset
 
 from robustbench_cgn import Generator, RunContext, Task, TrainingSet
 from robustbench_cgn.data.download import sha256_file as file_sha256
 
 from .cgn_model import load_cgn_checkpoint
-from .counterfactuals import write_counterfactuals
+from .counterfactuals import quantize_images, write_counterfactuals
 from .galleries import save_independence_grid, save_mechanism_gallery
 from .generated_sets import cached_image_set
 from .tasks import MNIST_TASK_NAMES
@@ -51,6 +52,24 @@ class CGNGenerator(Generator):
     def identity(self, task: Task, ctx: RunContext) -> dict:
         label, path = resolve_weights(self.config.weights, "cgn", task.name)
         return {"weights": label, "weights_sha256": file_sha256(path)}
+
+    def sample_with_masks(self, task: Task, ctx: RunContext, n: int):
+        """``n`` counterfactuals with their masks (same sampling as the training data:
+        shape, texture and background labels drawn independently)."""
+        _, path = resolve_weights(self.config.weights, "cgn", task.name)
+        cgn = load_cgn_checkpoint(path, mask_activation=self.config.mask_activation)
+        g = torch.Generator().manual_seed(ctx.seed)
+        images, labels, masks = [], [], []
+        with torch.no_grad():
+            for start in range(0, n, self.config.batch_size):
+                y = torch.randint(
+                    task.num_classes, (min(self.config.batch_size, n - start),), generator=g
+                )
+                out = cgn.eval()(y, counterfactual=True, generator=g)
+                images.append(quantize_images(out.x))
+                labels.append(y)
+                masks.append(out.mask[:, 0])
+        return torch.cat(images), torch.cat(labels), torch.cat(masks)
 
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet:
         config = self.config

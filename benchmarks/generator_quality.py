@@ -1,0 +1,117 @@
+"""Generator quality on the MNIST variants, for any generator (no classifier is trained).
+
+Metrics on ``n_samples`` samples of the generator (``Generator.sample_with_masks``):
+
+* ``mask_mean``: mean mask value, i.e. the fraction of the image given to the foreground
+  (real digits: ~0.15-0.2; near 0 or 1 means mask collapse), std over images in ``extra``;
+* ``mask_entropy_bits``: mean binary entropy of the mask pixels (0 = perfectly binary);
+* ``collapsed_classes``: number of classes whose masks collapsed (all background, all
+  foreground, or constant; thresholds in ``extra``);
+* ``shape_agreement``: % of masks, binarised at 0.5, that a CNN trained on binarised real
+  MNIST digits reads as the requested shape label.
+
+Generators without masks (e.g. ``dcgan``) get no mask metrics; the run says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from robustbench_cgn import Benchmark, MetricResult, MetricSpec, RunContext, Task
+from robustbench_cgn.errors import IncompatibleError
+from robustbench_cgn_plugins.mnist.sample_grids import collapse_from_masks
+from robustbench_cgn_plugins.mnist.shape_oracle import cached_shape_oracle
+from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for
+
+from .mnist_ood import MNIST_DATASET, WildlifeMNIST
+
+PROTOCOL = "generator-quality: n samples of the generator, masks binarised at 0.5 for agreement"
+
+
+class MnistGeneratorQuality(Benchmark):
+    """Shared logic (not registered itself)."""
+
+    trains_classifier = False
+    version = "0.1.0"
+    metrics = (
+        MetricSpec("shape_agreement", True, PROTOCOL, "% masks read as their label", main=True),
+        MetricSpec("mask_mean", True, PROTOCOL, "mean mask value (foreground fraction)"),
+        MetricSpec("mask_entropy_bits", False, PROTOCOL, "mean binary entropy of mask pixels"),
+        MetricSpec("collapsed_classes", False, PROTOCOL, "classes with collapsed masks"),
+    )
+    datasets = (MNIST_DATASET,)
+
+    @dataclass(frozen=True)
+    class Config:
+        n_samples: int = 5_000
+
+        def __post_init__(self):
+            if self.n_samples < 10:
+                raise ValueError("n_samples must be >= 10")
+
+    def identity(self, task: Task, ctx: RunContext) -> dict:
+        return {"source": mnist_for(ctx).source}
+
+    def evaluate(self, classifier, ctx: RunContext) -> Iterator[MetricResult]:
+        generator = ctx.source_generator
+        sample = generator.sample_with_masks(self.task, ctx, self.config.n_samples)
+        if sample is None:
+            raise IncompatibleError(
+                f"generator {generator.name!r} produces no object masks: mask statistics and "
+                "shape agreement do not apply to it"
+            )
+        _, labels, masks = sample
+        n = len(labels)
+        m = masks.float().clamp(0, 1)
+        per_image = m.flatten(1).mean(1)
+        yield MetricResult(
+            "mask_mean", per_image.mean().item(), n=n, protocol=PROTOCOL,
+            extra={"std": per_image.std().item()},
+        )  # fmt: skip
+        p = m.clamp(1e-6, 1 - 1e-6)
+        entropy = -(p * p.log2() + (1 - p) * (1 - p).log2())
+        yield MetricResult("mask_entropy_bits", entropy.mean().item(), n=n, protocol=PROTOCOL)
+        collapse = collapse_from_masks(m[:, None], labels, self.task.num_classes)
+        yield MetricResult(
+            "collapsed_classes",
+            float(len(collapse["collapsed_classes"])),
+            n=n,
+            protocol=PROTOCOL,
+            extra=collapse,
+        )
+        oracle = cached_shape_oracle(mnist_for(ctx), ctx.cache_dir)
+        correct = oracle.agreement(m, labels)
+        yield MetricResult("shape_agreement", 100 * correct.mean().item(), n=n, protocol=PROTOCOL)
+        for digit in range(self.task.num_classes):
+            chosen = labels == digit
+            if chosen.any():
+                yield MetricResult(
+                    "shape_agreement",
+                    100 * correct[chosen].mean().item(),
+                    n=int(chosen.sum()),
+                    protocol=PROTOCOL,
+                    key=f"class{digit}",
+                )
+
+
+class ColoredMnistQuality(MnistGeneratorQuality):
+    name = "gen-quality-c-mnist"
+    description = "generator quality (masks, shape agreement) on Colored MNIST"
+    task = TASKS["colored"]
+
+
+class DoubleColoredMnistQuality(MnistGeneratorQuality):
+    name = "gen-quality-dc-mnist"
+    description = "generator quality (masks, shape agreement) on Double-colored MNIST"
+    task = TASKS["double-colored"]
+
+
+class WildlifeMnistQuality(MnistGeneratorQuality):
+    name = "gen-quality-w-mnist"
+    description = "generator quality (masks, shape agreement) on Wildlife MNIST"
+    task = TASKS["wildlife"]
+    datasets = WildlifeMNIST.datasets
+
+
+QUALITY_BENCHMARKS = (ColoredMnistQuality, DoubleColoredMnistQuality, WildlifeMnistQuality)
