@@ -10,6 +10,9 @@ Metrics on ``n_samples`` samples of the generator (``Generator.sample_with_masks
 * ``shape_agreement``: % of masks, binarised at 0.5, that a CNN trained on binarised real
   MNIST digits reads as the requested shape label.
 
+* ``fid`` (``--set benchmark.fid=true``): FID between the samples and as many real training
+  images, when ``cgnbench[fid]`` is installed and the Inception weights are local.
+
 Generators without masks (e.g. ``dcgan``) get no mask metrics; the run says so.
 """
 
@@ -20,13 +23,15 @@ from dataclasses import dataclass
 
 from robustbench_cgn import Benchmark, MetricResult, MetricSpec, RunContext, Task
 from robustbench_cgn.errors import IncompatibleError
+from robustbench_cgn.explain.fid import frechet_inception_distance
 from robustbench_cgn_plugins.mnist.sample_grids import collapse_from_masks
 from robustbench_cgn_plugins.mnist.shape_oracle import cached_shape_oracle
-from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for
+from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for, variant_split
 
 from .mnist_ood import MNIST_DATASET, WildlifeMNIST
 
 PROTOCOL = "generator-quality: n samples of the generator, masks binarised at 0.5 for agreement"
+FID_PROTOCOL = "FID (torchmetrics, torch-fidelity InceptionV3 pool3) vs n real training images"
 
 
 class MnistGeneratorQuality(Benchmark):
@@ -39,12 +44,15 @@ class MnistGeneratorQuality(Benchmark):
         MetricSpec("mask_mean", True, PROTOCOL, "mean mask value (foreground fraction)"),
         MetricSpec("mask_entropy_bits", False, PROTOCOL, "mean binary entropy of mask pixels"),
         MetricSpec("collapsed_classes", False, PROTOCOL, "classes with collapsed masks"),
+        MetricSpec("fid", False, FID_PROTOCOL, "FID to the variant's real training images"),
     )
     datasets = (MNIST_DATASET,)
 
     @dataclass(frozen=True)
     class Config:
         n_samples: int = 5_000
+        fid: bool = False  # needs the optional extra cgnbench[fid] and local Inception weights
+        fid_weights: str = ""
 
         def __post_init__(self):
             if self.n_samples < 10:
@@ -61,7 +69,7 @@ class MnistGeneratorQuality(Benchmark):
                 f"generator {generator.name!r} produces no object masks: mask statistics and "
                 "shape agreement do not apply to it"
             )
-        _, labels, masks = sample
+        images, labels, masks = sample
         n = len(labels)
         m = masks.float().clamp(0, 1)
         per_image = m.flatten(1).mean(1)
@@ -83,6 +91,10 @@ class MnistGeneratorQuality(Benchmark):
         oracle = cached_shape_oracle(mnist_for(ctx), ctx.cache_dir)
         correct = oracle.agreement(m, labels)
         yield MetricResult("shape_agreement", 100 * correct.mean().item(), n=n, protocol=PROTOCOL)
+        if self.config.fid:
+            real = variant_split(self.task, "train", ctx, seed=ctx.seed).images[: len(images)]
+            value = frechet_inception_distance(real, images, self.config.fid_weights or None)
+            yield MetricResult("fid", value, n=len(images), protocol=FID_PROTOCOL)
         for digit in range(self.task.num_classes):
             chosen = labels == digit
             if chosen.any():

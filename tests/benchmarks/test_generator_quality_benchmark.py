@@ -1,9 +1,11 @@
 """gen-quality-* benchmarks: mask statistics and shape agreement, no classifier trained."""
 
+import datetime
+
 import pytest
 import torch
 
-from robustbench_cgn import ConfigError, IncompatibleError
+from robustbench_cgn import CGNBenchError, ConfigError, DataNotFoundError, IncompatibleError
 from robustbench_cgn.plugin_manager import load_plugins
 from robustbench_cgn.runner import Runner, RunRequest
 from robustbench_cgn.settings import resolve_paths
@@ -72,3 +74,26 @@ def test_generators_without_masks_and_misuse_are_clear_errors(runner, tmp_path):
         runner.plan(
             RunRequest(generator="cgn", benchmark="gen-quality-c-mnist", mix="original+generated")
         )
+
+
+def test_fid_without_local_inception_weights_says_what_to_fetch(runner, monkeypatch, tmp_path):
+    monkeypatch.delenv("CGNBENCH_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(DataNotFoundError, match="weights-inception-2015-12-05-6726825d.pth"):
+        runner.run(
+            RunRequest(
+                generator="original",
+                benchmark="gen-quality-c-mnist",
+                overrides={"benchmark": {"n_samples": "20", "fid": "true"}},
+            )
+        )
+
+
+def test_fid_weights_with_pickled_objects_are_refused(tmp_path):
+    from robustbench_cgn.explain.fid import frechet_inception_distance
+
+    weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save({"created": datetime.datetime(2026, 1, 1)}, weights)  # not a tensor: refused
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(CGNBenchError, match="not a plain tensor state dict"):
+        frechet_inception_distance(images, images, weights)
