@@ -19,9 +19,11 @@ def register_generators(registry) -> None:
 
 @hookimpl
 def register_commands(cli) -> None:
+    from .mnist.ablation_command import ablate_cgn_command
     from .mnist.train_command import train_generator_command
 
     cli.add_command(train_generator_command)
+    cli.add_command(ablate_cgn_command)
 
 
 @hookimpl

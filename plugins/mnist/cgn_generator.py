@@ -16,7 +16,7 @@ from .counterfactuals import quantize_images, write_counterfactuals
 from .galleries import save_independence_grid, save_mechanism_gallery
 from .generated_sets import cached_image_set
 from .tasks import MNIST_TASK_NAMES
-from .zoo import resolve_weights
+from .zoo import resolve_weights, training_record
 
 
 class CGNGenerator(Generator):
@@ -51,7 +51,11 @@ class CGNGenerator(Generator):
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
         label, path = resolve_weights(self.config.weights, "cgn", task.name)
-        return {"weights": label, "weights_sha256": file_sha256(path)}
+        identity = {"weights": label, "weights_sha256": file_sha256(path)}
+        trained = training_record(path)
+        if trained:  # weights from `cgnbench train-generator`: the losses become row labels
+            identity["trained"] = trained
+        return identity
 
     def sample_with_masks(self, task: Task, ctx: RunContext, n: int):
         """``n`` counterfactuals with their masks (same sampling as the training data:

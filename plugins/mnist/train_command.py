@@ -75,6 +75,9 @@ def _floats(_ctx, _param, text: str | None) -> tuple[float, ...] | None:
 @click.option("--lambda-binary", type=float, default=None)
 @click.option("--lambda-edge", type=float, default=None)
 @click.option(
+    "--lambda-adv", type=float, default=1.0, show_default=True, help="0 ablates the GAN loss."
+)
+@click.option(
     "--style-weights",
     callback=_floats,
     default=None,
@@ -101,6 +104,7 @@ def train_generator_command(
     batch_size,
     lambda_binary,
     lambda_edge,
+    lambda_adv,
     style_weights,
     threads,
     device,
@@ -125,6 +129,7 @@ def train_generator_command(
         data_seed=data_seed,
         lambda_binary=lambda_binary,
         lambda_edge=lambda_edge,
+        lambda_adv=lambda_adv,
         style_weights=style_weights,
         checkpoint_every=checkpoint_every,
         sample_every=sample_every,

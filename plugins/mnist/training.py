@@ -165,7 +165,8 @@ class TrainConfig:
       the CGN.
     * ``seed``: initialisation, noise/labels/shifts, dropout and batch order; ``data_seed``:
       the variant's colours/crops (``build_variant``).
-    * ``lambda_binary``, ``style_weights`` (relu1_2, 2_2, 3_3, 4_3), ``lambda_edge``, ``disc``
+    * ``lambda_binary``, ``style_weights`` (relu1_2, 2_2, 3_3, 4_3), ``lambda_edge``,
+      ``lambda_adv`` (CGN adversarial-loss weight, 1 in the reference), ``disc``
       (``linear``: DiscLin, ``conv``: DiscConv), ``ndf``: the loss/discriminator table.
     * speed only, same math up to float rounding: ``channels_last`` (memory format of VGG and
       of the fused generator), ``fused_generator`` (:func:`cgn_train_forward`), ``fused_adam``
@@ -190,6 +191,7 @@ class TrainConfig:
     lambda_binary: float | None = None
     style_weights: tuple[float, float, float, float] | None = None
     lambda_edge: float | None = None
+    lambda_adv: float = 1.0  # weight of the generator's adversarial loss (0: loss ablation)
     disc: Literal["linear", "conv"] | None = None
     ndf: int | None = None
     channels_last: bool = True
@@ -455,6 +457,8 @@ def reproduce_command(
             args += ["--lambda-edge", repr(c.lambda_edge)]
         if c.style_weights != hp.style_weights:
             args += ["--style-weights", ",".join(repr(w) for w in c.style_weights or ())]
+        if c.lambda_adv != hp.lambda_adv:
+            args += ["--lambda-adv", repr(c.lambda_adv)]
     return shlex.join(args)
 
 
@@ -704,7 +708,7 @@ class MnistGeneratorTrainer:
             cgn, y_gen, self.rng, fused=cfg.fused_generator, channels_last=cfg.channels_last
         )
         d.requires_grad_(False)  # G step: D's weight gradients are not needed
-        g: dict[str, Tensor] = {"g_adv": lsgan_loss(d(x_gen, y_gen), 1.0)}
+        g: dict[str, Tensor] = {"g_adv": cfg.lambda_adv * lsgan_loss(d(x_gen, y_gen), 1.0)}
         g["g_binary"] = self.binary(mask)
         g["g_style"] = self.style(x_gen, x_real)
         if cfg.lambda_edge:

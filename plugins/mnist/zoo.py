@@ -104,3 +104,26 @@ def resolve_weights(weights: str, component: str, task_name: str) -> tuple[str, 
             "nor an existing file"
         )
     return str(path.resolve()), path
+
+
+TRAINING_FACTS = (
+    "mode",
+    "iterations",
+    "lambda_adv",
+    "lambda_binary",
+    "style_weights",
+    "lambda_edge",
+)
+
+
+def training_record(weights: Path) -> dict[str, Any]:
+    """The loss settings and length of weights exported by ``cgnbench train-generator`` (from
+    the ``.json`` next to them), or ``{}`` for other files (e.g. the authors' release)."""
+    sidecar = Path(weights).with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    record = json.loads(sidecar.read_text())
+    config = record.get("config") or {}
+    facts = {key: config.get(key) for key in TRAINING_FACTS if key in config}
+    facts["iterations"] = record.get("iterations", facts.get("iterations"))
+    return facts
