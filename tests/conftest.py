@@ -46,6 +46,19 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def mnist_runner(tmp_path, shared_data):
+    """A runner with the installed plugins, a fresh store and the shared data as data dir."""
+    from robustbench_cgn.plugin_manager import load_plugins
+    from robustbench_cgn.runner import Runner
+    from robustbench_cgn.settings import resolve_paths
+    from robustbench_cgn.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "results.sqlite")
+    yield Runner(load_plugins(), store, resolve_paths(tmp_path, data_dir=shared_data))
+    store.close()
+
+
+@pytest.fixture
 def toy_plugin_env(monkeypatch):
     """Load the example plugin through ``CGNBENCH_PLUGINS`` (also in subprocesses)."""
     monkeypatch.setenv("CGNBENCH_PLUGINS", "cgnbench_toy")

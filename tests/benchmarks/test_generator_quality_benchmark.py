@@ -6,18 +6,13 @@ import pytest
 import torch
 
 from robustbench_cgn import CGNBenchError, ConfigError, DataNotFoundError, IncompatibleError
-from robustbench_cgn.plugin_manager import load_plugins
-from robustbench_cgn.runner import Runner, RunRequest
-from robustbench_cgn.settings import resolve_paths
-from robustbench_cgn.store import ResultsStore
+from robustbench_cgn.runner import RunRequest
 from robustbench_cgn_plugins.mnist.dcgan_model import DCGANGenerator
 
 
 @pytest.fixture
-def runner(tmp_path, shared_data):
-    store = ResultsStore(tmp_path / "results.sqlite")
-    yield Runner(load_plugins(), store, resolve_paths(tmp_path, data_dir=shared_data))
-    store.close()
+def runner(mnist_runner):
+    return mnist_runner
 
 
 def values_of(outcome):

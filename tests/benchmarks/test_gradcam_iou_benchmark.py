@@ -4,17 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from robustbench_cgn.plugin_manager import load_plugins
-from robustbench_cgn.runner import Runner, RunRequest
-from robustbench_cgn.settings import resolve_paths
-from robustbench_cgn.store import ResultsStore
+from robustbench_cgn.runner import RunRequest
 
 
 @pytest.fixture
-def runner(tmp_path, shared_data):
-    store = ResultsStore(tmp_path / "results.sqlite")
-    yield Runner(load_plugins(), store, resolve_paths(tmp_path, data_dir=shared_data))
-    store.close()
+def runner(mnist_runner):
+    return mnist_runner
 
 
 def test_gradcam_iou_reuses_the_trained_classifier_and_reports_per_class(runner):
