@@ -19,10 +19,13 @@ the masks of a fixed batch (``n_per_class`` noise vectors from ``seed``) and we 
 
 A class is flagged ``collapsed`` when ``mean < 0.05`` (the mask is background everywhere: the
 foreground mechanism is ignored), ``mean > 0.95`` (foreground everywhere: the background is
-ignored) or ``spatial_std < 0.05`` (nearly constant mask: no shape at all). For reference, a
-binary mask covering a typical MNIST digit (~15-20 % of the pixels) has a mean of ~0.15-0.2 and a
-spatial std of ~0.36-0.4, so a healthy mask is far from every threshold; the thresholds are
-:data:`COLLAPSE_LOW`, :data:`COLLAPSE_HIGH` and :data:`CONSTANT_STD`.
+ignored), ``spatial_std < 0.05`` (nearly constant mask: no shape at all) or ``border_mean >
+0.5`` (the mean mask within 3 px of the image border, the reproduction's edge-loss region:
+an *inverted* mask, foreground all around a background blob where the digit should be).
+For reference, a binary mask covering a typical MNIST digit (~15-20 % of the pixels) has a
+mean of ~0.15-0.2, a spatial std of ~0.36-0.4 and a border mean near 0, so a healthy mask is
+far from every threshold; the thresholds are :data:`COLLAPSE_LOW`, :data:`COLLAPSE_HIGH`,
+:data:`CONSTANT_STD` and :data:`INVERTED_BORDER`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "COLLAPSE_HIGH",
     "COLLAPSE_LOW",
     "CONSTANT_STD",
+    "INVERTED_BORDER",
     "cgn_samples",
     "collapse_from_masks",
     "mask_collapse_indicators",
@@ -49,6 +53,8 @@ __all__ = [
 COLLAPSE_LOW = 0.05
 COLLAPSE_HIGH = 0.95
 CONSTANT_STD = 0.05
+INVERTED_BORDER = 0.5
+BORDER_PX = 3
 
 
 class _EvalMode:
@@ -140,6 +146,9 @@ def collapse_from_masks(masks: Tensor, labels: Tensor, n_classes: int = 10) -> d
     m = masks[:, :1].float()
     per_image_mean = m.mean(dim=(1, 2, 3))
     per_image_std = m.flatten(1).std(dim=1, unbiased=False)
+    inner = torch.zeros_like(m[0, 0], dtype=torch.bool)
+    inner[BORDER_PX:-BORDER_PX, BORDER_PX:-BORDER_PX] = True
+    per_image_border = m[:, 0][:, ~inner].mean(dim=1)
     rows = []
     for c in range(n_classes):
         sel = labels == c
@@ -151,12 +160,14 @@ def collapse_from_masks(masks: Tensor, labels: Tensor, n_classes: int = 10) -> d
                     "n": 0,
                     "mean": None,
                     "spatial_std": None,
+                    "border_mean": None,
                     "collapsed": False,
                     "reason": "no samples",
                 }
             )
             continue
         mean, std = float(per_image_mean[sel].mean()), float(per_image_std[sel].mean())
+        border = float(per_image_border[sel].mean())
         reasons = []
         if mean < COLLAPSE_LOW:
             reasons.append(f"mean {mean:.3f} < {COLLAPSE_LOW} (all background)")
@@ -164,12 +175,15 @@ def collapse_from_masks(masks: Tensor, labels: Tensor, n_classes: int = 10) -> d
             reasons.append(f"mean {mean:.3f} > {COLLAPSE_HIGH} (all foreground)")
         if std < CONSTANT_STD:
             reasons.append(f"spatial std {std:.3f} < {CONSTANT_STD} (nearly constant)")
+        elif border > INVERTED_BORDER and mean <= COLLAPSE_HIGH:
+            reasons.append(f"border mean {border:.3f} > {INVERTED_BORDER} (inverted mask)")
         rows.append(
             {
                 "class": c,
                 "n": n,
                 "mean": round(mean, 5),
                 "spatial_std": round(std, 5),
+                "border_mean": round(border, 5),
                 "collapsed": bool(reasons),
                 "reason": "; ".join(reasons),
             }
@@ -179,7 +193,12 @@ def collapse_from_masks(masks: Tensor, labels: Tensor, n_classes: int = 10) -> d
         "per_class": rows,
         "collapsed_classes": collapsed,
         "any_collapsed": bool(collapsed),
-        "thresholds": {"low": COLLAPSE_LOW, "high": COLLAPSE_HIGH, "constant_std": CONSTANT_STD},
+        "thresholds": {
+            "low": COLLAPSE_LOW,
+            "high": COLLAPSE_HIGH,
+            "constant_std": CONSTANT_STD,
+            "inverted_border": INVERTED_BORDER,
+        },
     }
 
 

@@ -247,8 +247,11 @@ def test_collapse_indicator():
     masks[labels == 3] = 0.5  # constant
     masks[labels == 5] = 0.01  # all background
     masks[labels == 7] = 0.99  # all foreground
+    masks[labels == 8] = 1 - digit[labels == 8]  # inverted: foreground around the shape
     out = collapse_from_masks(masks, labels)
-    assert out["collapsed_classes"] == [3, 5, 7]
+    assert out["collapsed_classes"] == [3, 5, 7, 8]
     assert "constant" in out["per_class"][3]["reason"]
+    assert "inverted" in out["per_class"][8]["reason"]
+    assert out["per_class"][8]["border_mean"] == 1.0 and out["per_class"][0]["border_mean"] == 0
     fresh = mask_collapse_indicators(build_cgn(), n_per_class=4, seed=0)
     assert len(fresh["per_class"]) == 10 and all(r["n"] == 4 for r in fresh["per_class"])
