@@ -87,7 +87,9 @@ def aggregate(metrics: pd.DataFrame, specs: Mapping[str, Mapping]) -> pd.DataFra
             ]
         )
     labels: dict[str, str] = {}
-    for _, group in overall.groupby("benchmark"):
+    # settings are compared among runs of the same components: other generators have other
+    # config schemas, and their differences are already in the generator column
+    for _, group in overall.groupby(["benchmark", "generator", "classifier"]):
         run_ids = group["run_id"].unique()
         labels.update(config_labels({run_id: specs[run_id] for run_id in run_ids}))
     overall["config"] = overall["run_id"].map(labels)
@@ -126,6 +128,8 @@ def build_leaderboard(
         for metric in sorted(group["metric"].unique()):
             table[metric] = wide[("mean", metric)]
             table[f"{metric}_se"] = wide[("se", metric)]
+        # pivot_table(dropna=False) also emits index combinations no run has
+        table = table[table[sorted(group["metric"].unique())].notna().any(axis=1)]
         seeds = group.groupby(ROW_KEYS, dropna=False)["seeds"].max()
         table.insert(0, "seeds", seeds.reindex(table.index))
         table = table.reset_index()

@@ -168,3 +168,25 @@ def test_published_references_are_well_formed():
     humans = references[references["source"] == "humans"]
     assert humans["value"].tolist() == [0.959]
     assert set(references["source"]) == {"paper", "reproduction", "humans", "community"}
+
+
+def test_rows_exist_only_for_measured_combinations_and_settings_compare_within_a_generator():
+    """Two generators with different config schemas: no phantom cross rows, and settings only
+    become columns where runs of the same generator differ."""
+
+    def row(run_id, generator, value):
+        return [run_id, "b", generator, "cnn", "generated", "d", 0, "acc", "", value, 1, "p", 1]
+
+    specs = {
+        "o": {"generator": {"config": {}}, "classifier": {"config": {}}},
+        "c1": {"generator": {"config": {"n": 1, "w": "x"}}, "classifier": {"config": {}}},
+        "c2": {"generator": {"config": {"n": 2, "w": "x"}}, "classifier": {"config": {}}},
+    }
+    frame = metrics_frame(
+        [row("o", "original", 10.0), row("c1", "cgn", 80.0), row("c2", "cgn", 90.0)]
+    )
+    board = build_leaderboard(frame, specs, None, {"b": MainMetric("acc")})
+    assert len(board) == 3
+    assert sorted(board["config"]) == ["default", "generator.n=1", "generator.n=2"]
+    header = to_markdown(board).splitlines()[2]
+    assert "generator.n" in header and "generator.w" not in header
