@@ -72,6 +72,9 @@ def test_cgn_counterfactuals_with_the_authors_checkpoints(runner, shared_data, b
     record = runner.store.get_run(outcome.run_id)
     assert record.spec["generator"]["identity"]["weights_sha256"]
     assert record.provenance["training_data"]["n"] == 6400
+    artifacts = Path(record.workdir) / "artifacts"
+    for figure in ("cgn_mechanisms.png", "cgn_counterfactual_grid.png", "training_curves.png"):
+        assert (artifacts / figure).stat().st_size > 10_000, figure
 
 
 @pytest.fixture
@@ -142,6 +145,7 @@ def test_dcgan_samples_train_the_classifier(runner, tmp_path):
     data = record.provenance["training_data"]
     assert data["source"] == "dcgan-samples" and data["n"] == 1000
     assert record.spec["generator"]["identity"]["weights_sha256"]
+    assert (Path(record.workdir) / "artifacts" / "dcgan_samples.png").stat().st_size > 1_000
     labels = np.load(f"{data['folder']}/labels.npy")
     assert np.bincount(labels, minlength=10).tolist() == [100] * 10
     mtime = (Path(data["folder"]) / "images.npy").stat().st_mtime_ns
