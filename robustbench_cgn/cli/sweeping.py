@@ -85,10 +85,21 @@ def sweep_command(
         if not app.quiet:
             app.console.print(f"wrote {len(points)} job lines to {emit_jobs}")
         return
-    summary = Table(title=f"sweep: {len(points)} runs", title_justify="left")
     keys = list(points[0].settings) if points else []
-    for column in ("run id", "generator", "benchmark", "seed", *keys, "status", "main metric"):
+    varying = [
+        (label, attr)
+        for label, attr in (
+            ("generator", "generator"),
+            ("benchmark", "benchmark"),
+            ("seed", "seed"),
+        )
+        if len({getattr(p, attr) for p in points}) > 1
+    ]
+    summary = Table(title=f"sweep: {len(points)} runs", title_justify="left")
+    for column in ("run", *[label for label, _ in varying], *[k.split(".", 1)[1] for k in keys]):
         summary.add_column(column)
+    summary.add_column("status")
+    summary.add_column("main metric")
     failed = 0
     main_metrics = app.main_metrics()
     for point, request in zip(points, requests, strict=True):
@@ -100,7 +111,7 @@ def sweep_command(
             main = main_metrics.get(point.benchmark)
             values = {row.metric: row.value for row in frame.itertuples()}
             shown = (
-                f"{main.name}={format_value(values[main.name])}"
+                f"{main.name} {format_value(values[main.name])}"
                 if main and main.name in values
                 else ""
             )
@@ -109,10 +120,8 @@ def sweep_command(
             failed += 1
             status, shown, run_id = f"failed: {exc}", "", runner.plan(request).run_id
         summary.add_row(
-            run_id,
-            point.generator,
-            point.benchmark,
-            str(point.seed),
+            run_id[:8],
+            *[str(getattr(point, attr)) for _, attr in varying],
             *[point.settings[k] for k in keys],
             status,
             shown,
