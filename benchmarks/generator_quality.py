@@ -10,10 +10,12 @@ Metrics on ``n_samples`` samples of the generator (``Generator.sample_with_masks
 * ``shape_agreement``: % of masks, binarised at 0.5, that a CNN trained on binarised real
   MNIST digits reads as the requested shape label.
 
-* ``fid`` (``--set benchmark.fid=true``): FID between the samples and as many real training
-  images, when ``cgnbench[fid]`` is installed and the Inception weights are local.
+* ``fid``, ``inception_score`` (``--set benchmark.fid=true``): FID between the samples and as
+  many real training images, and IS, when ``cgnbench[fid]`` is installed and the Inception
+  weights are local.
 
-Generators without masks (e.g. ``dcgan``) get no mask metrics; the run says so.
+Generators without masks (e.g. ``dcgan``) get FID/IS on their images (the only metrics that
+apply to them); without ``fid`` the run says so.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
+
 from robustbench_cgn import Benchmark, MetricResult, MetricSpec, RunContext, Task
+from robustbench_cgn.data.batching import IndexedTensors
 from robustbench_cgn.errors import IncompatibleError
-from robustbench_cgn.explain.fid import frechet_inception_distance
+from robustbench_cgn.explain.fid import frechet_inception_distance, inception_score
 from robustbench_cgn_plugins.mnist.sample_grids import collapse_from_masks
 from robustbench_cgn_plugins.mnist.shape_oracle import cached_shape_oracle
 from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for, variant_split
@@ -45,6 +50,7 @@ class MnistGeneratorQuality(Benchmark):
         MetricSpec("mask_entropy_bits", False, PROTOCOL, "mean binary entropy of mask pixels"),
         MetricSpec("collapsed_classes", False, PROTOCOL, "classes with collapsed masks"),
         MetricSpec("fid", False, FID_PROTOCOL, "FID to the variant's real training images"),
+        MetricSpec("inception_score", True, FID_PROTOCOL, "Inception Score (10 splits)"),
     )
     datasets = (MNIST_DATASET,)
 
@@ -64,12 +70,34 @@ class MnistGeneratorQuality(Benchmark):
     def evaluate(self, classifier, ctx: RunContext) -> Iterator[MetricResult]:
         generator = ctx.source_generator
         sample = generator.sample_with_masks(self.task, ctx, self.config.n_samples)
-        if sample is None:
+        if sample is None and not self.config.fid:
             raise IncompatibleError(
-                f"generator {generator.name!r} produces no object masks: mask statistics and "
-                "shape agreement do not apply to it"
+                f"generator {generator.name!r} produces no object masks, so only FID/IS apply "
+                "to it: add --set benchmark.fid=true (needs cgnbench[fid] and the Inception "
+                "weights)"
             )
+        if sample is None:  # images only: the first n of its training data
+            train = IndexedTensors.from_dataset(generator.generate(self.task, ctx).dataset)
+            count = min(self.config.n_samples, len(train))
+            images, _ = train.gather(torch.arange(count))
+            yield from self._inception_metrics(images, ctx)
+            return
         images, labels, masks = sample
+        if self.config.fid:
+            yield from self._inception_metrics(images, ctx)
+        yield from self._mask_metrics(labels, masks, ctx)
+
+    def _inception_metrics(self, images, ctx: RunContext) -> Iterator[MetricResult]:
+        real = variant_split(self.task, "train", ctx, seed=ctx.seed).images[: len(images)]
+        weights = self.config.fid_weights or None
+        fid = frechet_inception_distance(real, images, weights)
+        yield MetricResult("fid", fid, n=len(images), protocol=FID_PROTOCOL)
+        mean, std = inception_score(images, weights)
+        yield MetricResult(
+            "inception_score", mean, n=len(images), protocol=FID_PROTOCOL, extra={"std": std}
+        )
+
+    def _mask_metrics(self, labels, masks, ctx: RunContext) -> Iterator[MetricResult]:
         n = len(labels)
         m = masks.float().clamp(0, 1)
         per_image = m.flatten(1).mean(1)
@@ -91,10 +119,6 @@ class MnistGeneratorQuality(Benchmark):
         oracle = cached_shape_oracle(mnist_for(ctx), ctx.cache_dir)
         correct = oracle.agreement(m, labels)
         yield MetricResult("shape_agreement", 100 * correct.mean().item(), n=n, protocol=PROTOCOL)
-        if self.config.fid:
-            real = variant_split(self.task, "train", ctx, seed=ctx.seed).images[: len(images)]
-            value = frechet_inception_distance(real, images, self.config.fid_weights or None)
-            yield MetricResult("fid", value, n=len(images), protocol=FID_PROTOCOL)
         for digit in range(self.task.num_classes):
             chosen = labels == digit
             if chosen.any():

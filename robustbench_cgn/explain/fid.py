@@ -1,4 +1,5 @@
-"""FID through torchmetrics (torch-fidelity's InceptionV3), only from local weights.
+"""FID and Inception Score through torchmetrics (torch-fidelity's InceptionV3), only from
+local weights.
 
 The feature weights (``weights-inception-2015-12-05-6726825d.pth``, torch-fidelity's
 conversion of the TF Inception) are downloaded by those libraries on first use; cgnbench never
@@ -38,23 +39,54 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
     )
 
 
-def frechet_inception_distance(
-    real: Tensor, fake: Tensor, weights: str | os.PathLike | None = None, batch_size: int = 100
-) -> float:
-    """FID between two uint8 image sets ``[N, 3, H, W]`` (resized to 299 by the library)."""
+def _checked_weights(weights: str | os.PathLike | None) -> Path:
     file = find_inception_weights(weights)
     try:
         torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CGNBenchError(f"{file} is not a plain tensor state dict: {exc}") from exc
+    return file
+
+
+def _missing_extra(exc: ImportError) -> CGNBenchError:
+    return CGNBenchError(
+        f"FID/IS need torchmetrics and torch-fidelity ({exc}): pip install 'cgnbench[fid]'"
+    )
+
+
+def frechet_inception_distance(
+    real: Tensor, fake: Tensor, weights: str | os.PathLike | None = None, batch_size: int = 100
+) -> float:
+    """FID between two uint8 image sets ``[N, 3, H, W]`` (resized to 299 by the library)."""
+    file = _checked_weights(weights)
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError as exc:  # the optional extra is missing
-        raise CGNBenchError(
-            "FID needs torchmetrics and torch-fidelity: pip install 'cgnbench[fid]'"
-        ) from exc
+        raise _missing_extra(exc) from exc
     metric = FrechetInceptionDistance(feature_extractor_weights_path=str(file))
     for images, is_real in ((real, True), (fake, False)):
         for start in range(0, len(images), batch_size):
             metric.update(images[start : start + batch_size], real=is_real)
     return float(metric.compute())
+
+
+def inception_score(
+    images: Tensor, weights: str | os.PathLike | None = None, batch_size: int = 100
+) -> tuple[float, float]:
+    """Inception Score (mean, std over 10 splits) of uint8 images ``[N, 3, H, W]``."""
+    file = _checked_weights(weights)
+    try:
+        from torchmetrics.image.fid import NoTrainInceptionV3
+        from torchmetrics.image.inception import InceptionScore
+    except ImportError as exc:
+        raise _missing_extra(exc) from exc
+    extractor = NoTrainInceptionV3(
+        name="inception-v3-compat",
+        features_list=["logits_unbiased"],
+        feature_extractor_weights_path=str(file),
+    )
+    metric = InceptionScore(feature=extractor)
+    for start in range(0, len(images), batch_size):
+        metric.update(images[start : start + batch_size])
+    mean, std = metric.compute()
+    return float(mean), float(std)

@@ -6,23 +6,30 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from robustbench_cgn.data.mnist import resolve_mnist
 from robustbench_cgn.explain import batched_cams, mask_iou
 from robustbench_cgn_plugins.mnist.cnn import CNN, CNNLogits
 
 
-@pytest.fixture
-def cnn():
+@pytest.fixture(scope="module")
+def cnn(shared_data):
+    """The reference CNN after two passes over 8,000 real MNIST digits (grey, as 3 channels)."""
+    mnist = resolve_mnist(shared_data, None)
+    x = F.interpolate(mnist.train_images[:8000, None].float(), size=32) / 127.5 - 1
+    x, y = x.repeat(1, 3, 1, 1), mnist.train_labels[:8000].long()
     torch.manual_seed(0)
     net = CNN()
-    # a few steps of training so that the CAMs are not degenerate
-    opt = torch.optim.Adadelta(net.parameters())
-    x = torch.randn(64, 3, 32, 32)
-    y = torch.randint(0, 10, (64,))
-    for _ in range(3):
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    for start in [*range(0, 8000, 64)] * 2:
         opt.zero_grad()
-        F.nll_loss(net(x), y).backward()
+        F.nll_loss(net(x[start : start + 64]), y[start : start + 64]).backward()
         opt.step()
-    return net.eval()
+    net.eval()
+    with torch.no_grad():
+        test = F.interpolate(mnist.test_images[:500, None].float(), size=32) / 127.5 - 1
+        accuracy = (net(test.repeat(1, 3, 1, 1)).argmax(1) == mnist.test_labels[:500]).float()
+    assert accuracy.mean() > 0.8  # a trained MNIST classifier, not random weights
+    return net
 
 
 def test_batched_cams_equal_one_by_one(cnn):
@@ -73,7 +80,8 @@ def _pair(shared_data, image, mask, object_values):
 def test_real_image_mask_pairs(shared_data, cnn, image, mask, values):
     """The real photos with object masks: the mask pairs with its own image, IoU of the mask
     with itself is 1 and with its complement 0, and the CAM pipeline gives maps in [0, 1] at
-    the classifier's input size (here the MNIST CNN; an ImageNet classifier once one ships)."""
+    the classifier's input size (here a trained MNIST CNN; an ImageNet classifier once one
+    ships)."""
     img, obj = _pair(shared_data, image, mask, values)
     assert img.shape[1:] == obj.shape and 0.05 < obj.float().mean() < 0.9
     assert mask_iou(obj[None].float(), obj[None]).foreground.item() == 1.0
