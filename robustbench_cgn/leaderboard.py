@@ -117,19 +117,17 @@ def build_leaderboard(
     long = aggregate(metrics, specs)
     frames = []
     for bench, group in long.groupby("benchmark", sort=True):
-        wide = group.pivot_table(
-            index=ROW_KEYS,
-            columns="metric",
-            values=["mean", "se"],
-            aggfunc="first",
-            dropna=False,
+        # groupby keeps only the row-key combinations that runs have (pivot_table with
+        # dropna=False would emit their cartesian product) and keeps NaN keys
+        wide = (
+            group.groupby([*ROW_KEYS, "metric"], dropna=False, sort=False)[["mean", "se"]]
+            .first()
+            .unstack("metric")
         )
         table = pd.DataFrame(index=wide.index)
         for metric in sorted(group["metric"].unique()):
             table[metric] = wide[("mean", metric)]
             table[f"{metric}_se"] = wide[("se", metric)]
-        # pivot_table(dropna=False) also emits index combinations no run has
-        table = table[table[sorted(group["metric"].unique())].notna().any(axis=1)]
         seeds = group.groupby(ROW_KEYS, dropna=False)["seeds"].max()
         table.insert(0, "seeds", seeds.reindex(table.index))
         table = table.reset_index()

@@ -21,7 +21,7 @@ from .app import App
 from .group import cli
 
 
-def _merge_overrides(file_config: dict[str, Any], sets: tuple[str, ...]) -> dict[str, dict]:
+def merge_overrides(file_config: dict[str, Any], sets: tuple[str, ...]) -> dict[str, dict]:
     overrides: dict[str, dict] = {}
     for section in ("generator", "classifier", "benchmark"):
         overrides[section] = dict(file_config.get(section, {}))
@@ -126,7 +126,7 @@ def run_command(
         benchmark=benchmark,
         classifier=_run_option(run_table, "classifier", classifier, None),
         mix=_run_option(run_table, "mix", mix, "generated"),
-        overrides=_merge_overrides(file_config, sets),
+        overrides=merge_overrides(file_config, sets),
         device=_run_option(run_table, "device", device, "auto"),
         precision=_run_option(run_table, "precision", precision, "fp32"),
         num_workers=_run_option(run_table, "workers", workers, 0),
@@ -137,7 +137,7 @@ def run_command(
     for column in ("run id", "seed", "status", "metrics"):
         summary.add_column(column)
     for seed in seeds:
-        with _warnings_once(app):
+        with warnings_once(app):
             outcome = runner.run(RunRequest(seed=seed, **request_args))
         if outcome.status == "skipped":
             status = "already complete (use --force to rerun)"
@@ -152,7 +152,7 @@ def run_command(
 
 
 @contextlib.contextmanager
-def _warnings_once(app: App) -> Iterator[None]:
+def warnings_once(app: App) -> Iterator[None]:
     """Show each distinct warning of a run once, as one yellow line (data fallbacks say
     the same thing at every lookup)."""
     with warnings.catch_warnings(record=True) as caught:

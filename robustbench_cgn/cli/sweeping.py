@@ -11,7 +11,7 @@ from ..runner import MIX_CHOICES, Runner, RunRequest
 from ..sweep import expand, parse_grid
 from .app import App
 from .group import cli
-from .running import _merge_overrides, _warnings_once
+from .running import merge_overrides, warnings_once
 
 
 @cli.command("sweep")
@@ -57,7 +57,7 @@ def sweep_command(
     types) before the first one starts."""
     if quiet:
         app.quiet = True
-    base = _merge_overrides({}, sets)
+    base = merge_overrides({}, sets)
     points = expand(generators, classifiers, benchmarks, seeds, parse_grid(grid_options))
     runner = Runner(app.plugins, app.store, app.paths(data_dir), app.progress)
     requests = []
@@ -104,7 +104,7 @@ def sweep_command(
     main_metrics = app.main_metrics()
     for point, request in zip(points, requests, strict=True):
         try:
-            with _warnings_once(app):
+            with warnings_once(app):
                 outcome = runner.run(request)
             status = "skipped" if outcome.status == "skipped" else outcome.status
             frame = app.store.metrics_frame().query("run_id == @outcome.run_id and key == ''")
