@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from robustbench_cgn import hookimpl
 
+from .cue_conflict import CUE_CONFLICT_BENCHMARKS
 from .generator_quality import QUALITY_BENCHMARKS
 from .gradcam_iou import GRADCAM_BENCHMARKS
+from .imagenet_ood import IMAGENET_OOD_BENCHMARKS
+from .in9 import IN9_BENCHMARKS
 from .mnist_ood import MNIST_BENCHMARKS
 
 
 @hookimpl
 def register_benchmarks(registry) -> None:
-    for benchmark in (*MNIST_BENCHMARKS, *GRADCAM_BENCHMARKS, *QUALITY_BENCHMARKS):
+    for benchmark in (
+        *MNIST_BENCHMARKS,
+        *GRADCAM_BENCHMARKS,
+        *QUALITY_BENCHMARKS,
+        *CUE_CONFLICT_BENCHMARKS,
+        *IN9_BENCHMARKS,
+        *IMAGENET_OOD_BENCHMARKS,
+    ):
         registry.add(benchmark)

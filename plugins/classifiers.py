@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from robustbench_cgn import hookimpl
 
+from .imagenet.cgn_ensemble import CGNEnsemble
+from .imagenet.coral_classifier import MobileNetV2Coral
+from .imagenet.timm_classifier import TimmClassifier
 from .mnist.classifier import MnistCNN
 
 
 @hookimpl
 def register_classifiers(registry) -> None:
     registry.add(MnistCNN)
+    registry.add(CGNEnsemble)
+    registry.add(MobileNetV2Coral)
+    registry.add(TimmClassifier)

@@ -8,6 +8,7 @@ from .mnist.cgn_generator import CGNGenerator
 from .mnist.dcgan_generator import DCGANBaselineGenerator
 from .mnist.zoo import shipped_weights
 from .original import OriginalGenerator
+from .pretrained import PretrainedGenerator
 
 
 @hookimpl
@@ -15,6 +16,7 @@ def register_generators(registry) -> None:
     registry.add(OriginalGenerator)
     registry.add(CGNGenerator)
     registry.add(DCGANBaselineGenerator)
+    registry.add(PretrainedGenerator)
 
 
 @hookimpl

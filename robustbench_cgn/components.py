@@ -119,6 +119,9 @@ class Component(ABC):
     description: ClassVar[str] = ""
     version: ClassVar[str] = "0.1.0"
     Config: ClassVar[type] = NoConfig
+    # A component that stands for a family (``timm``) names the config field that a
+    # ``name:<value>`` suffix sets: ``timm:resnet50`` is ``timm`` with ``model=resnet50``.
+    name_argument: ClassVar[str | None] = None
 
     def __init__(self, config: Any | None = None):
         self.config = config if config is not None else self.Config()

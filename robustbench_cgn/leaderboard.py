@@ -17,7 +17,7 @@ import pandas as pd
 from .identity import canonical_json
 
 ROW_KEYS = ["generator", "classifier", "mix", "data_source", "config"]
-MEASURED, REFERENCE = "measured", "reference"
+MEASURED, REFERENCE, IMPORTED = "measured", "reference", "imported"
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,11 @@ def build_leaderboard(
         seeds = group.groupby(ROW_KEYS, dropna=False)["seeds"].max()
         table.insert(0, "seeds", seeds.reindex(table.index))
         table = table.reset_index()
-        table.insert(0, "source", MEASURED)
-        table.insert(0, "kind", MEASURED)
+        # rows scored from imported decision files (``cgnbench import-decisions``) are not
+        # measurements of this harness: say so
+        kind = table["generator"].map(lambda g: IMPORTED if g == IMPORTED else MEASURED)
+        table.insert(0, "source", kind)
+        table.insert(0, "kind", kind)
         table.insert(0, "benchmark", bench)
         frames.append(table)
     if references is not None and not references.empty:

@@ -29,6 +29,12 @@ class Entry(Generic[C]):
     name: str
     cls: type[C]
     plugin: str
+    argument: str = ""  # the ``<value>`` of a ``base:<value>`` name (e.g. timm:resnet50)
+
+    def config_overrides(self) -> dict[str, Any]:
+        """The config the name itself sets: ``timm:resnet50`` -> ``{"model": "resnet50"}``."""
+        field_name = getattr(self.cls, "name_argument", None)
+        return {field_name: self.argument} if self.argument and field_name else {}
 
     @property
     def description(self) -> str:
@@ -69,6 +75,17 @@ class Registry(Generic[C]):
         return cls
 
     def get(self, name: str) -> Entry[C]:
+        """The entry of ``name``; ``base:<value>`` resolves to ``base`` when that component
+        declares a ``name_argument`` (the config field the value sets)."""
+        entry = self._entries.get(name)
+        if entry is not None:
+            return entry
+        base, sep, argument = name.partition(":")
+        parametrised = self._entries.get(base) if sep else None
+        if parametrised is not None and getattr(parametrised.cls, "name_argument", None):
+            if not argument:
+                raise UnknownNameError(self.kind, name, [f"{base}:<name>"], sorted(self._entries))
+            return Entry(name, parametrised.cls, parametrised.plugin, argument)
         try:
             return self._entries[name]
         except KeyError:

@@ -134,7 +134,7 @@ class Runner:
         generator = generator_entry.cls(
             build_config(
                 generator_entry.cls.Config,
-                overrides.get("generator", {}),
+                {**generator_entry.config_overrides(), **overrides.get("generator", {})},
                 owner=f"generator {generator_entry.name!r}",
             )
         )
@@ -143,7 +143,7 @@ class Runner:
             classifier = classifier_entry.cls(
                 build_config(
                     classifier_entry.cls.Config,
-                    overrides.get("classifier", {}),
+                    {**classifier_entry.config_overrides(), **overrides.get("classifier", {})},
                     owner=f"classifier {classifier_entry.name!r}",
                 )
             )
@@ -152,7 +152,7 @@ class Runner:
         benchmark = benchmark_entry.cls(
             build_config(
                 benchmark_entry.cls.Config,
-                overrides.get("benchmark", {}),
+                {**benchmark_entry.config_overrides(), **overrides.get("benchmark", {})},
                 owner=f"benchmark {benchmark_entry.name!r}",
             )
         )

@@ -84,7 +84,14 @@ def cli(ctx: click.Context, results, quiet, blocked, no_autoload) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one red line and exit code 2."""
-    from . import listing, reporting, results, running, sweeping  # noqa: F401  (register commands)
+    from . import (  # noqa: F401  (register commands)
+        importing,
+        listing,
+        reporting,
+        results,
+        running,
+        sweeping,
+    )
 
     warnings.filterwarnings("default", module="robustbench_cgn")
     try:
