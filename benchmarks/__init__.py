@@ -7,6 +7,7 @@ from robustbench_cgn import hookimpl
 from .cue_conflict import CUE_CONFLICT_BENCHMARKS
 from .generator_quality import QUALITY_BENCHMARKS
 from .gradcam_iou import GRADCAM_BENCHMARKS
+from .gradcam_natural import GRADCAM_NATURAL_BENCHMARKS
 from .imagenet_ood import IMAGENET_OOD_BENCHMARKS
 from .in9 import IN9_BENCHMARKS
 from .mnist_ood import MNIST_BENCHMARKS
@@ -17,6 +18,7 @@ def register_benchmarks(registry) -> None:
     for benchmark in (
         *MNIST_BENCHMARKS,
         *GRADCAM_BENCHMARKS,
+        *GRADCAM_NATURAL_BENCHMARKS,
         *QUALITY_BENCHMARKS,
         *CUE_CONFLICT_BENCHMARKS,
         *IN9_BENCHMARKS,

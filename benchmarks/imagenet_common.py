@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from robustbench_cgn import Benchmark, Classifier, RunContext, Task
 from robustbench_cgn.data.image_files import (
+    IMAGE_SUFFIXES,
     ImageDataset,
     ImagePredictions,
     Preprocess,
@@ -46,9 +47,11 @@ def input_config_of(classifier: Classifier) -> InputConfig:
     return config() if callable(config) else InputConfig()
 
 
-def count_files(folder: Path) -> int:
-    """Files under ``folder`` (fast: no sorting, no stat of each file)."""
-    return sum(len(files) for _, _, files in os.walk(folder))
+def count_images(folder: Path) -> int:
+    """Image files under ``folder`` (fast: names only, no sorting, no stat of each file)."""
+    return sum(
+        name.lower().endswith(IMAGE_SUFFIXES) for _, _, files in os.walk(folder) for name in files
+    )
 
 
 @dataclass
@@ -90,7 +93,7 @@ class ImageNetBenchmark(Benchmark):
         if located.kind == "hf":
             label = f"{self.source_spec.name}[hf:{located.hf_repo}@{located.hf_split}]"
         else:
-            label = f"{self.source_spec.name}[{count_files(located.folder)} files]"
+            label = f"{self.source_spec.name}[{count_images(located.folder)} images]"
         return {"source": label}
 
     def preprocess_for(self, classifier: Classifier) -> Preprocess:

@@ -241,7 +241,7 @@ def test_cue_conflict_finds_the_real_stimuli(tmp_path, shared_data):
     paths, labels = bench.folder_items(located.folder)
     assert len(paths) == 1280
     assert sum(shape != texture for shape, texture in labels) == 1200
-    assert bench.identity(bench.task, ctx)["source"] == "cue-conflict[1280 files]"
+    assert bench.identity(bench.task, ctx)["source"] == "cue-conflict[1280 images]"
 
 
 def test_benchmarks_preprocess_at_the_classifier_size(tmp_path):
