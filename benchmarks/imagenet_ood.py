@@ -201,17 +201,19 @@ class SubsetBenchmark(ImageNetBenchmark):
             yield MetricResult(TOP5, 100 * correct5 / n, n, protocol, head_key(head), extra)
 
 
+def subset_metrics(subset: str) -> tuple[MetricSpec, ...]:
+    return (
+        MetricSpec(TOP1, True, f"{subset} masked-200 (default) or full-1000", "top-1 (%)", True),
+        MetricSpec(TOP5, True, "same protocol, top-5", "top-5 (%)"),
+    )
+
+
 class ImageNetA(SubsetBenchmark):
     name = "imagenet-a"
     description = "ImageNet-A (Hendrycks et al. 2021): natural adversarial examples, 200 classes"
     subset = "imagenet-a"
     source_spec = IMAGENET_A
-    metrics = (
-        MetricSpec(
-            TOP1, True, "imagenet-a masked-200 (default) or full-1000", "top-1 (%)", main=True
-        ),
-        MetricSpec(TOP5, True, "same protocol, top-5", "top-5 (%)"),
-    )
+    metrics = subset_metrics("imagenet-a")
     datasets = (
         DatasetSpec("imagenet-a", "7,500 images, 200 WNID folders", IMAGENET_A.how_to_obtain),
     )
@@ -222,12 +224,7 @@ class ImageNetR(SubsetBenchmark):
     description = "ImageNet-R (Hendrycks et al. 2021): renditions, 200 classes"
     subset = "imagenet-r"
     source_spec = IMAGENET_R
-    metrics = (
-        MetricSpec(
-            TOP1, True, "imagenet-r masked-200 (default) or full-1000", "top-1 (%)", main=True
-        ),
-        MetricSpec(TOP5, True, "same protocol, top-5", "top-5 (%)"),
-    )
+    metrics = subset_metrics("imagenet-r")
     datasets = (
         DatasetSpec("imagenet-r", "30,000 images, 200 WNID folders", IMAGENET_R.how_to_obtain),
     )

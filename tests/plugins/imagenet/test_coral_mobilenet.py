@@ -12,9 +12,9 @@ import tflite
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
+from imagenet_fixtures import make_context
 from torchvision.io import ImageReadMode, decode_image
 
-from robustbench_cgn import RunContext
 from robustbench_cgn.errors import CGNBenchError, ChecksumError, DataNotFoundError
 from robustbench_cgn.imagenet import IMAGENET_TASK
 from robustbench_cgn_plugins.imagenet import coral_classifier
@@ -46,17 +46,6 @@ def tflite_path(shared_data) -> Path:
 @pytest.fixture(scope="module")
 def graph(tflite_path):
     return read_tflite(tflite_path)
-
-
-def _context(tmp_path: Path, data_dir: Path | None) -> RunContext:
-    return RunContext(
-        run_id="t",
-        seed=0,
-        device=torch.device("cpu"),
-        workdir=tmp_path / "run",
-        cache_dir=tmp_path / "cache",
-        data_dir=data_dir,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +325,7 @@ def test_weights_resolution_and_identity(tmp_path, monkeypatch, tflite_path, sha
     monkeypatch.delenv(TFLITE_ENV, raising=False)
     classifier = MobileNetV2Coral()
     # the shared data folder
-    ctx = _context(tmp_path, shared_data)
+    ctx = make_context(tmp_path, shared_data)
     assert coral_classifier.resolve_tflite("auto", ctx) == tflite_path
     assert classifier.identity(IMAGENET_TASK, ctx) == {"weights_sha256": TFLITE_SHA256}
     # the environment variable wins; other weights are another identity
@@ -359,10 +348,10 @@ def test_weights_resolution_and_identity(tmp_path, monkeypatch, tflite_path, sha
     (fake_data / "coral").mkdir(parents=True)
     (fake_data / "coral" / TFLITE_NAME).write_bytes(other.read_bytes())
     with pytest.raises(ChecksumError, match="not the Coral release"):
-        coral_classifier.resolve_tflite("auto", _context(tmp_path, fake_data))
+        coral_classifier.resolve_tflite("auto", make_context(tmp_path, fake_data))
     # nothing local: identity is the pinned release hash without downloading; the download
     # goes to <cache>/downloads and is checked (here from a file:// mirror)
-    offline = _context(tmp_path, None)
+    offline = make_context(tmp_path, None)
     assert classifier.identity(IMAGENET_TASK, offline) == {"weights_sha256": TFLITE_SHA256}
     monkeypatch.setattr(coral_classifier, "TFLITE_URLS", (tmp_path.joinpath("x").as_uri(),))
     with pytest.raises(DataNotFoundError, match=f"could not download {TFLITE_NAME}"):
@@ -394,7 +383,7 @@ def test_classifier_top1_on_real_imagenet_images(tmp_path, monkeypatch, shared_d
     classifier = MobileNetV2Coral(MobileNetV2Coral.Config(channels_last=True))
     config = classifier.input_config()
     assert (config.size, config.resize_to, config.interpolation) == (224, 256, "bilinear")
-    ctx = _context(tmp_path, shared_data)
+    ctx = make_context(tmp_path, shared_data)
     classifier.build(IMAGENET_TASK, ctx)
     cached = list((tmp_path / "cache" / "converted").glob("*.pt"))
     assert [p.name for p in cached] == [f"{TFLITE_SHA256[:16]}.pt"]
