@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from .errors import CGNBenchError
 
@@ -53,3 +54,32 @@ class Checkpointer:
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The tensors of a weights file: ``.safetensors``, or a torch file read with
+    ``weights_only=True`` (a ``state_dict`` / ``model`` / ``state_dict_ema`` entry is unwrapped,
+    a DataParallel ``module.`` prefix dropped). Anything else is a one-line
+    :class:`~robustbench_cgn.errors.CGNBenchError`; nothing is ever unpickled."""
+    path = Path(path)
+    if not path.is_file():
+        raise CGNBenchError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated file, pickled code, not a weights file
+        first = (str(exc).splitlines() or [""])[0]
+        raise CGNBenchError(f"cannot load weights {path} ({type(exc).__name__}: {first})") from None
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CGNBenchError(f"{path} does not hold a state dict of tensors")
+    if state and all(key.startswith("module.") for key in state):
+        state = {key.removeprefix("module."): value for key, value in state.items()}
+    return state

@@ -22,18 +22,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
@@ -46,160 +43,23 @@ from robustbench_cgn import (
     Task,
     TrainingSet,
 )
-from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.device import autocast
 from robustbench_cgn.figures import save_training_curves
 from robustbench_cgn.imagenet import ImageNetClassifier, InputConfig
 
 from .counterfactual_folder import RealImageFolder, train_transform
+from .ensemble_model import (
+    HEADS,
+    OUTPUTS,
+    HeadLogits,
+    InvariantEnsemble,
+    cf_loss,
+    freeze_batchnorm,
+    real_loss,
+)
+from .ensemble_weights import file_sha256, load_backbone, load_ensemble, resolve_backbone_weights
 
-HEADS = ("shape", "texture", "background")
-OUTPUTS = ("", "shape", "texture", "background", "shape+texture")
-FEATURE_DIM = 2048
 CHECKPOINT = "cgn-ensemble"
-RESNET50_FILE = "resnet50-0676ba61.pth"  # torchvision's ResNet50_Weights.IMAGENET1K_V1
-RESNET50_URL = f"https://download.pytorch.org/models/{RESNET50_FILE}"
-WEIGHTS_ENV = "CGNBENCH_RESNET50_WEIGHTS"
-
-
-class InvariantEnsemble(nn.Module):
-    """torchvision ResNet-50 (``fc`` replaced by ``Identity``) + three linear heads."""
-
-    def __init__(self, num_classes: int = 1000):
-        super().__init__()
-        backbone = torchvision.models.resnet50(weights=None)
-        backbone.fc = nn.Identity()
-        self.backbone = backbone
-        self.heads = nn.ModuleDict({head: nn.Linear(FEATURE_DIM, num_classes) for head in HEADS})
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """The pooled 2048-d backbone features."""
-        return self.backbone(images)
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.features(images)
-        shape, texture, background = (self.heads[head](features) for head in HEADS)
-        return {
-            "": (shape + texture + background) / 3,
-            "shape": shape,
-            "texture": texture,
-            "background": background,
-            "shape+texture": (shape + texture) / 2,
-        }
-
-
-class HeadLogits(nn.Module):
-    """One output of the ensemble as a plain ``images -> logits`` module (for GradCAM)."""
-
-    def __init__(self, model: InvariantEnsemble, head: str):
-        super().__init__()
-        self.model = model
-        self.head = head
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)[self.head]
-
-
-def freeze_batchnorm(module: nn.Module) -> None:
-    """Put every BatchNorm layer in eval mode: normalise with the stored running statistics
-    and never update them (the affine weights still train)."""
-    for layer in module.modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            layer.eval()
-
-
-def real_loss(outputs: Mapping[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """Real images: cross-entropy of the mean of the three heads' logits on the true class."""
-    return F.cross_entropy(outputs[""].float(), labels)
-
-
-def cf_loss(outputs: Mapping[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """Counterfactual images: each head against its own factor's class; ``labels`` is
-    ``[B, 3]`` = (shape, texture, background) as in ``labels.csv``."""
-    losses = [
-        F.cross_entropy(outputs[head].float(), labels[:, column])
-        for column, head in enumerate(HEADS)
-    ]
-    return losses[0] + losses[1] + losses[2]
-
-
-def resolve_backbone_weights(setting: str) -> Path | None:
-    """The ResNet-50 state-dict file for ``backbone_weights``, ``None`` for ``random``.
-
-    ``auto`` looks at ``$CGNBENCH_RESNET50_WEIGHTS``, then torchvision's own download cache
-    (``<torch hub dir>/checkpoints``). Nothing is downloaded: runs must not depend on network
-    access, so a missing file is a one-line instruction instead.
-    """
-    if setting == "random":
-        return None
-    if setting != "auto":
-        path = Path(setting).expanduser()
-        if not path.is_file():
-            raise DataNotFoundError(f"backbone_weights file {path} does not exist")
-        return path
-    from_env = os.environ.get(WEIGHTS_ENV, "").strip()
-    if from_env:
-        path = Path(from_env).expanduser()
-        if not path.is_file():
-            raise DataNotFoundError(f"{WEIGHTS_ENV}={from_env} does not exist")
-        return path
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / RESNET50_FILE
-    if cached.is_file():
-        return cached
-    raise DataNotFoundError(
-        f"ImageNet ResNet-50 weights not found: download {RESNET50_URL} to {cached} "
-        f"(or set {WEIGHTS_ENV} or backbone_weights=<file>; backbone_weights=random trains "
-        "from scratch)"
-    )
-
-
-def load_backbone(backbone: nn.Module, path: Path) -> None:
-    """Load a torchvision (or timm: same names) ResNet-50 state dict; ``fc`` is dropped."""
-    state = _load_state(path)
-    state = {key: value for key, value in state.items() if not key.startswith("fc.")}
-    try:
-        backbone.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise CGNBenchError(f"{path} is not a ResNet-50 state dict ({reason})") from None
-
-
-def load_ensemble(model: InvariantEnsemble, path: Path) -> None:
-    """Load a trained ensemble: a ``cgn-ensemble`` training checkpoint or its ``model``."""
-    state = _load_state(path)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise CGNBenchError(f"{path} is not a cgn-ensemble checkpoint ({reason})") from None
-
-
-def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, pickle with code, not a torch file
-        raise CGNBenchError(
-            f"cannot load weights {path} ({exc.__class__.__name__}: {exc})".splitlines()[0]
-        ) from None
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise CGNBenchError(f"{path} does not hold a state dict")
-    if state and all(key.startswith("module.") for key in state):
-        state = {key.removeprefix("module."): value for key, value in state.items()}
-    return state
-
-
-@lru_cache(maxsize=16)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a weights file, computed once per process (it is asked for per run)."""
-    stat = path.stat()
-    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 class CGNEnsemble(ImageNetClassifier):

@@ -26,25 +26,18 @@ import copy
 import csv
 import os
 import posixpath
-import warnings
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
+from robustbench_cgn.class_maps import imagenet_wnids
+from robustbench_cgn.data.image_files import decode_rgb
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
-
-# torchvision 0.29 deprecates its image codecs in favour of torchcodec (not installed); they
-# remain the tensor decoders here, and the warning would fire once per decoded image.
-warnings.filterwarnings(
-    "ignore", message="The image decoding and encoding capabilities", category=DeprecationWarning
-)
 
 LABELS_FILE = "labels.csv"
 COLUMNS = ("path", "shape", "texture", "background")
@@ -52,17 +45,6 @@ NUM_CLASSES = 1000
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-
-
-@lru_cache(maxsize=1)
-def imagenet_wnids() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k WNIDs in class-index order (sorted), as timm ships them."""
-    from timm.data import ImageNetInfo
-
-    wnids = tuple(ImageNetInfo().label_names())
-    if len(wnids) != NUM_CLASSES or list(wnids) != sorted(wnids):
-        raise CGNBenchError("timm's ImageNet-1k synset list is not the 1000 sorted WNIDs")
-    return wnids
 
 
 def train_transform(size: int) -> Transform:
@@ -79,7 +61,7 @@ def eval_transform(size: int, crop_pct: float = 0.875) -> Transform:
 def load_image(path: str | os.PathLike, transform: Transform | None) -> torch.Tensor:
     """Decode an image file to RGB, transform it as ``uint8`` and return float in [0, 1]."""
     try:
-        image = decode_image(str(path), mode=ImageReadMode.RGB)
+        image = decode_rgb(path)
     except (RuntimeError, OSError, ValueError) as exc:
         raise CGNBenchError(f"cannot decode image {path}: {exc}") from None
     if transform is not None:

@@ -22,30 +22,12 @@ from pathlib import Path
 import torch
 
 from robustbench_cgn import RunContext, Task
+from robustbench_cgn.checkpoint import load_state_dict_file
 from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError, IncompatibleError
 from robustbench_cgn.imagenet import ImageNetClassifier, InputConfig
 
 WEIGHT_CHOICES = ("auto", "none")
-
-
-def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` or torch weights file (never unpickles objects)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CGNBenchError(f"{path}: not a loadable weights file ({type(exc).__name__})") from None
-    for key in ("state_dict", "model", "state_dict_ema"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict):
-        raise CGNBenchError(f"{path}: expected a state dict, found {type(state).__name__}")
-    return state
 
 
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -22,27 +22,28 @@ from robustbench_cgn import (
     RunContext,
     TrainingSet,
 )
+from robustbench_cgn.class_maps import imagenet_wnids
 from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.imagenet import IMAGENET_TASK
 from robustbench_cgn_plugins.imagenet import cgn_ensemble
-from robustbench_cgn_plugins.imagenet.cgn_ensemble import (
-    CHECKPOINT,
-    HEADS,
-    OUTPUTS,
-    RESNET50_FILE,
-    RESNET50_URL,
-    WEIGHTS_ENV,
-    CGNEnsemble,
-    InvariantEnsemble,
-    cf_loss,
-    real_loss,
-)
+from robustbench_cgn_plugins.imagenet.cgn_ensemble import CHECKPOINT, CGNEnsemble
 from robustbench_cgn_plugins.imagenet.counterfactual_folder import (
     CounterfactualImageFolder,
     RealImageFolder,
     eval_transform,
-    imagenet_wnids,
     train_transform,
+)
+from robustbench_cgn_plugins.imagenet.ensemble_model import (
+    HEADS,
+    OUTPUTS,
+    InvariantEnsemble,
+    cf_loss,
+    real_loss,
+)
+from robustbench_cgn_plugins.imagenet.ensemble_weights import (
+    RESNET50_FILE,
+    RESNET50_URL,
+    WEIGHTS_ENV,
 )
 
 SIZE = 64
