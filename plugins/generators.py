@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from robustbench_cgn import hookimpl
 
+from .imagenet_cgn.generator import CGNImageNetGenerator
 from .mnist.cgn_generator import CGNGenerator
 from .mnist.dcgan_generator import DCGANBaselineGenerator
 from .mnist.zoo import shipped_weights
@@ -17,15 +18,24 @@ def register_generators(registry) -> None:
     registry.add(CGNGenerator)
     registry.add(DCGANBaselineGenerator)
     registry.add(PretrainedGenerator)
+    registry.add(CGNImageNetGenerator)
 
 
 @hookimpl
 def register_commands(cli) -> None:
+    from .imagenet_cgn.commands import (
+        ablate_cgn_imagenet_command,
+        generate_cgn_imagenet_command,
+        train_cgn_imagenet_command,
+    )
     from .mnist.ablation_command import ablate_cgn_command
     from .mnist.train_command import train_generator_command
 
     cli.add_command(train_generator_command)
     cli.add_command(ablate_cgn_command)
+    cli.add_command(train_cgn_imagenet_command)
+    cli.add_command(generate_cgn_imagenet_command)
+    cli.add_command(ablate_cgn_imagenet_command)
 
 
 @hookimpl

@@ -27,13 +27,8 @@ class Checkpointer:
         return self.folder / f"{name}.pt"
 
     def save(self, name: str, state: dict[str, Any]) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
         target = self.path(name)
-        temporary = target.with_suffix(f".tmp{os.getpid()}")
-        torch.save(state, temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        atomic_torch_save(state, target)
         return target
 
     def load(self, name: str, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
@@ -83,3 +78,25 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
     if state and all(key.startswith("module.") for key in state):
         state = {key.removeprefix("module."): value for key, value in state.items()}
     return state
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file, fsync, then rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` to a temporary file and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

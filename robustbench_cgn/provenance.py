@@ -10,7 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import Tensor
 
 _PACKAGES = ("cgnbench", "torch", "torchvision", "timm", "numpy", "pandas", "grad-cam", "pluggy")
 
@@ -70,3 +72,18 @@ def collect(device: torch.device, plugin_versions: dict[str, str | None] | None 
         "git_commit": git_commit(),
     }
     return info
+
+
+def jsonable(obj: Any) -> Any:
+    """Keep JSON-friendly scalars/containers; drop tensors and arrays (too big for metadata)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items() if not is_array(v)}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    return str(obj)
+
+
+def is_array(v: Any) -> bool:
+    return isinstance(v, Tensor | np.ndarray)

@@ -17,15 +17,15 @@ so the conversion runs once per weights file.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from robustbench_cgn import RunContext, Task
+from robustbench_cgn.checkpoint import atomic_torch_save
 from robustbench_cgn.data.download import fetch_file, sha256_file
 from robustbench_cgn.errors import ChecksumError, DataNotFoundError
 from robustbench_cgn.imagenet import ImageNetClassifier, InputConfig
@@ -132,30 +132,18 @@ def load_converted(path: Path, cache_dir: Path | None) -> CoralMobileNetV2:
     arch, state = convert_mobilenet_v2(read_tflite(path), where=str(path))
     model = build_mobilenet_v2(arch, state)
     if cached is not None:
-        _save_atomically(
-            {
-                "converter": CONVERTER_VERSION,
-                "tflite_sha256": digest,
-                "arch": arch,
-                "state_dict": state,
-            },
-            cached,
-        )
+        # a read-only cache only costs a re-conversion (a fraction of a second) next time
+        with contextlib.suppress(OSError):
+            atomic_torch_save(
+                {
+                    "converter": CONVERTER_VERSION,
+                    "tflite_sha256": digest,
+                    "arch": arch,
+                    "state_dict": state,
+                },
+                cached,
+            )
     return model
-
-
-def _save_atomically(entry: dict[str, Any], dest: Path) -> None:
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        os.close(fd)
-        try:
-            torch.save(entry, name)
-            os.replace(name, dest)
-        finally:
-            Path(name).unlink(missing_ok=True)
-    except OSError:
-        pass  # a read-only cache only costs a re-conversion (a fraction of a second) next time
 
 
 class MobileNetV2Coral(ImageNetClassifier):

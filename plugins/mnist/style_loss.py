@@ -118,7 +118,7 @@ def gram_matrix(f: Tensor) -> Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
-def _vgg16_features23() -> nn.Sequential:
+def vgg16_features23() -> nn.Sequential:
     """``torchvision.models.vgg16(weights=None).features[:23]`` without building the 138 M
     parameter classifier (same modules, same indices: torchvision's own ``make_layers``)."""
     vgg = torchvision.models.vgg
@@ -194,7 +194,7 @@ class VGGStyleLoss(nn.Module):
         self.feature_scale = float(feature_scale)
         self._gram_factor = self.feature_scale**2
 
-        features = _vgg16_features23()
+        features = vgg16_features23()
         try:
             features.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -87,13 +87,15 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustbench_cgn.checkpoint import atomic_torch_save, atomic_write_text
+from robustbench_cgn.context import derive_seed
 from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
+from robustbench_cgn.provenance import jsonable
 
 from .cgn_fast import upsample_conv_as_conv_transpose
 from .cgn_model import CGN, build_cgn, compose, init_weights_pix2pix
@@ -290,12 +292,6 @@ def _default(value: Any, fallback: Any) -> Any:
     return fallback if value is None else value
 
 
-def _derive_seed(*parts: object) -> int:
-    """A 63-bit seed from any tuple of values (stable across runs and platforms)."""
-    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
-
-
 # ------------------------------------------------------------------------------------ data
 
 
@@ -309,21 +305,6 @@ class TrainData:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
-
-
-def _jsonable(obj: Any) -> Any:
-    """Keep JSON-friendly scalars/containers; drop tensors and arrays (too big for metadata)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items() if not _is_array(v)}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, str | int | float | bool) or obj is None:
-        return obj
-    return str(obj)
-
-
-def _is_array(v: Any) -> bool:
-    return isinstance(v, Tensor | np.ndarray)
 
 
 def tensor_sha256(*tensors: Tensor) -> str:
@@ -366,7 +347,7 @@ def load_train_data(
         textures_dir=textures_dir,  # type: ignore[arg-type]
         cache_dir=cache_dir,
     )
-    provenance = _jsonable(data.meta)
+    provenance = jsonable(data.meta)
     provenance["data_dir"] = str(data_dir) if data_dir is not None else None
     provenance["train_sha256"] = tensor_sha256(data.images, data.labels)
     return TrainData(data.images, data.labels, provenance)
@@ -382,26 +363,6 @@ def _find_vgg(path: str | PathLike[str] | None, data_dir: str | PathLike[str] | 
 
 
 # ----------------------------------------------------------------------------- checkpoints
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _checkpoint_paths(out_dir: Path) -> list[tuple[int, Path]]:
@@ -607,12 +568,12 @@ class MnistGeneratorTrainer:
 
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_derive_seed(cfg.seed, "init"))
+            torch.manual_seed(derive_seed(cfg.seed, "init"))
             self.generator = _build_generator(cfg).to(self.device)
             self.discriminator = _build_discriminator(cfg).to(self.device)
-            torch.manual_seed(_derive_seed(cfg.seed, "global"))
+            torch.manual_seed(derive_seed(cfg.seed, "global"))
             self._rng_global = torch.get_rng_state()
-        self.rng = torch.Generator(device=self.device).manual_seed(_derive_seed(cfg.seed, "model"))
+        self.rng = torch.Generator(device=self.device).manual_seed(derive_seed(cfg.seed, "model"))
         adam = {"lr": cfg.lr, "betas": cfg.betas, "fused": cfg.fused_adam or None}
         self.opt_g = torch.optim.Adam(self.generator.parameters(), **adam)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), **adam)
@@ -661,7 +622,7 @@ class MnistGeneratorTrainer:
         b = self.config.batch_size
         epoch, pos = divmod(iteration, self.iterations_per_epoch)
         if epoch != self._perm_epoch:
-            g = torch.Generator().manual_seed(_derive_seed(self.config.seed, "epoch", epoch))
+            g = torch.Generator().manual_seed(derive_seed(self.config.seed, "epoch", epoch))
             self._perm, self._perm_epoch = torch.randperm(len(self.data), generator=g), epoch
         return self._perm[pos * b : (pos + 1) * b]
 
@@ -801,7 +762,7 @@ class MnistGeneratorTrainer:
     def _log(self, record: dict[str, Any]) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / "train_log.jsonl", "a") as f:
-            f.write(json.dumps(_jsonable(record)) + "\n")
+            f.write(json.dumps(jsonable(record)) + "\n")
 
     def _truncate_log(self, iteration: int) -> None:
         """Drop log lines past ``iteration`` (written after the checkpoint we resume from)."""
@@ -815,7 +776,7 @@ class MnistGeneratorTrainer:
                     keep.append(line)
             except json.JSONDecodeError:
                 continue  # a torn last line
-        _atomic_write_text("".join(k + "\n" for k in keep), path)
+        atomic_write_text("".join(k + "\n" for k in keep), path)
 
     def _flush_losses(self) -> None:
         if not self._log_window:
@@ -837,7 +798,7 @@ class MnistGeneratorTrainer:
     def sample(self, prefix: str) -> dict[str, Any]:
         """Write the sample grids (and, for the CGN, log the collapse indicator)."""
         cfg, folder = self.config, self.out_dir / "samples"
-        seed = _derive_seed(cfg.seed, "samples")
+        seed = derive_seed(cfg.seed, "samples")
         if cfg.model == "dcgan":
             paths = save_dcgan_grid(self.generator, folder, prefix, cfg.grid_per_class, seed)
             return {"paths": [str(p) for p in paths]}
@@ -875,7 +836,7 @@ class MnistGeneratorTrainer:
 
     def save_checkpoint(self) -> Path:
         path = self.out_dir / "checkpoints" / f"ckpt_{self.iteration:08d}.pt"
-        _atomic_torch_save(self.state(), path)
+        atomic_torch_save(self.state(), path)
         for _, old in _checkpoint_paths(self.out_dir)[: -self.config.keep_checkpoints]:
             old.unlink(missing_ok=True)
         return path
@@ -979,7 +940,7 @@ def export_generator_weights(
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     out = Path(out_path)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in ckpt["generator"].items()}
-    _atomic_torch_save(state, out)
+    atomic_torch_save(state, out)
     config = ckpt["config"]
     arch = (
         "CGN (plugins/mnist/cgn_model.py; load_cgn_checkpoint)"
@@ -1003,7 +964,7 @@ def export_generator_weights(
         "weights_sha256": file_sha256(out),
         "source_checkpoint": None if isinstance(checkpoint, dict) else str(checkpoint),
     }
-    _atomic_write_text(json.dumps(_jsonable(sidecar), indent=2) + "\n", out.with_suffix(".json"))
+    atomic_write_text(json.dumps(jsonable(sidecar), indent=2) + "\n", out.with_suffix(".json"))
     return out
 
 
@@ -1029,7 +990,7 @@ def _dcgan_noise(seed: int, start: int, stop: int, latent_dim: int) -> Tensor:
     by ``(seed, block)``, so image ``i`` gets the same noise whatever the batch size."""
     parts = []
     for block in range(start // _NOISE_BLOCK, (stop - 1) // _NOISE_BLOCK + 1):
-        g = torch.Generator().manual_seed(_derive_seed(seed, "dcgan-noise", block))
+        g = torch.Generator().manual_seed(derive_seed(seed, "dcgan-noise", block))
         u = torch.randn(_NOISE_BLOCK, latent_dim, generator=g)
         lo = max(start - block * _NOISE_BLOCK, 0)
         hi = min(stop - block * _NOISE_BLOCK, _NOISE_BLOCK)
@@ -1051,7 +1012,7 @@ def sample_dcgan(
     if n < 0 or batch_size < 1:
         raise ConfigError("n must be >= 0 and batch_size >= 1")
     dev = generator.label_emb.weight.device
-    g = torch.Generator().manual_seed(_derive_seed(seed, "dcgan-labels"))
+    g = torch.Generator().manual_seed(derive_seed(seed, "dcgan-labels"))
     labels = (torch.arange(n) % generator.n_classes)[torch.randperm(n, generator=g)]
     was_training = generator.training
     generator.eval()

@@ -1,0 +1,738 @@
+"""Resumable training of the ImageNet CGN (cgn-reference.md section 5).
+
+Per iteration: draw classes ``y`` and truncated noise ``u``; run the composer
+(:class:`~.cgn_model.ImageNetCGN`, one class for all three mechanisms); sum the enabled losses
+(:class:`~.losses.CGNLoss`); backpropagate. Every ``accumulation`` iterations each mechanism's
+Adam (betas 0.9, 0.999) takes a step and the gradients are cleared: one *episode*. As in the
+reference the accumulated gradient is the **sum** over the iterations (not the mean); Adam is
+invariant to that scale up to its epsilon.
+
+Presets (:data:`PRESETS`; any field can still be overridden):
+
+* ``faithful``: the reference's effective defaults (``imagenet/train_cgn.py`` argparse defaults,
+  which override its ``config.py``): batch 1 x accumulation 4000 x 300 episodes (1.2 M
+  iterations), lr 8e-6 shape / 3e-5 texture / 1e-5 background, perceptual weights [4, 4, 4, 4],
+  texture weights [0, 5, 5, 0], L1 100, binary 300, mask 500, background 2000, truncation 1.0,
+  U2-Net fed the raw [-1, 1] images with ``align_corners=True``, VGG in the reference's input
+  quirk (``vgg_mode="faithful"``).
+* ``paper``: the same except where the paper states other values: texture lr 1e-5 and
+  perceptual weights 5. The paper gives no other schedule, so batch/accumulation/episodes are
+  the reference's. (The reference's ``config.py`` also carries batch 256 x accumulation 8 x 50
+  episodes, but its command line always overrides them; they are not used here.)
+
+Differences from the reference, all deliberate: classes are drawn per image (the reference
+draws one class per batch; identical at batch 1); noise, classes and the patch-grid draws come
+from one seeded CPU ``torch.Generator`` (the reference: numpy/scipy and torch's global RNG);
+``x_gt`` runs without autograd; the VGG16 is the project's offline Caffe file unless the
+torchvision one is given (results are labelled by its sha256).
+
+Determinism and resume. Everything random comes from that generator, whose state is in every
+checkpoint together with the three mechanisms (spectral-norm vectors included), the three Adam
+states, the iteration counter and, when a checkpoint falls inside an accumulation window, the
+gradients accumulated so far. So ``N`` iterations straight and ``k`` + resume + ``N - k`` give
+bitwise-identical weights on CPU with the same thread count (on CUDA up to kernel
+non-determinism). The frozen BigGAN and U2-Net are not saved (they are the input files, or the
+seeded random init); their sha256 are recorded and checked on resume, as is the configuration.
+
+Checkpoints: ``out/checkpoints/ckpt_<iteration>.pt`` every ``checkpoint_every`` iterations and at
+the end, written to a temporary file and renamed (atomic), readable with
+``torch.load(weights_only=True)`` (tensors and plain data only); the newest
+``keep_checkpoints`` are kept (at 256 px one is ~2.7 GB: three 56 M-parameter generators, two
+Adam moments, pending gradients). ``out/train_log.jsonl``: loss means every ``log_every``
+iterations; ``out/samples/sheet_<iteration>.png``: one row per sample class (premask, mask,
+foreground, background, composite, x_gt) from a fixed noise vector, in eval mode, as the
+reference's ``save_sample_sheet``. :func:`export_cgn_weights` writes ``cgn_imagenet.pth`` (the
+three mechanisms and the U2-Net, this package's key layout) + a JSON sidecar that
+:func:`~.weights.load_cgn_weights` reads.
+
+Devices: CPU (fp32) and CUDA with ``precision="bf16"`` (``robustbench_cgn.device.autocast``:
+generators, U2-Net and VGG run in bf16, the losses are reduced in fp32, weights and Adam stay
+fp32). Offline: the BigGAN-deep (``pytorch_model.bin``), U2-Net (``u2net.pth``) and VGG16 files
+must be local; a missing one is a one-line error naming them all. ``weights="random"`` (CLI
+``--random-weights``) uses seeded random networks instead, for tests and smoke runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torchvision
+from torch import Tensor
+
+from robustbench_cgn.checkpoint import atomic_torch_save, atomic_write_text
+from robustbench_cgn.context import derive_seed
+from robustbench_cgn.data.download import sha256_file
+from robustbench_cgn.device import autocast
+from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
+from robustbench_cgn.provenance import jsonable
+from robustbench_cgn_plugins.mnist.style_loss import (
+    VGG16_FILE,
+    VGG16_WEIGHTS_ENV,
+    resolve_vgg16_weights,
+)
+
+from .biggan import PRETRAINED, WEIGHTS_NAME, resolve_biggan_weights
+from .biggan import WEIGHTS_ENV as BIGGAN_ENV
+from .cgn_model import ARCHITECTURES, U2NET_VARIANTS, ImageNetCGN, build_imagenet_cgn
+from .losses import LOSS_TERMS, CGNLoss, LossWeights, random_vgg16_file, resolve_loss_terms
+from .u2net import U2NET_WEIGHTS_FILE, resolve_u2net_weights
+from .u2net import WEIGHTS_ENV as U2NET_ENV
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "EXPORT_FORMAT",
+    "PRESETS",
+    "SAMPLE_CLASSES",
+    "ImageNetCGNTrainer",
+    "TrainConfig",
+    "export_cgn_weights",
+    "find_latest_checkpoint",
+    "load_checkpoint",
+    "resolve_training_files",
+]
+
+CHECKPOINT_FORMAT = "cgnbench-imagenet-cgn-train/1"
+EXPORT_FORMAT = "cgnbench-imagenet-cgn-export/1"
+EXPORT_FILE = "cgn_imagenet.pth"
+#: The reference's sample-sheet classes (goldfish, ..., toilet tissue).
+SAMPLE_CLASSES = (15, 251, 330, 382, 385, 483, 559, 751, 938, 947, 999)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "faithful": {
+        "batch_size": 1,
+        "accumulation": 4000,
+        "episodes": 300,
+        "lr_shape": 8e-6,
+        "lr_texture": 3e-5,
+        "lr_background": 1e-5,
+        "lambda_reconstruction": 100.0,
+        "perceptual_weights": (4.0, 4.0, 4.0, 4.0),
+        "lambda_binary": 300.0,
+        "lambda_mask": 500.0,
+        "texture_weights": (0.0, 5.0, 5.0, 0.0),
+        "lambda_background": 2000.0,
+    },
+}
+PRESETS["paper"] = {
+    **PRESETS["faithful"],
+    "lr_texture": 1e-5,
+    "perceptual_weights": (5.0, 5.0, 5.0, 5.0),
+}
+
+OnStep = Callable[[int, dict[str, float]], None]
+
+
+# ---------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run (stored in checkpoints and exports).
+
+    ``None`` fields take the preset's value (:meth:`resolved`). ``losses``: the enabled loss
+    terms or paper groups (``shape``, ``texture``, ``background``, ``reconstruction``); the
+    loss ablation turns groups off. ``weights``: ``pretrained`` (the BigGAN-deep / U2-Net /
+    VGG16 files) or ``random`` (seeded random networks; no files). ``u2net_variant="small"``
+    (U2NETP) only for tests. Bookkeeping fields (:data:`_BOOKKEEPING`) may change on resume;
+    everything else must match the checkpoint's.
+    """
+
+    preset: Literal["faithful", "paper"] = "faithful"
+    architecture: str = "deep_256"
+    weights: Literal["pretrained", "random"] = "pretrained"
+    u2net_variant: str = "full"
+    u2net_input: Literal["cgn", "u2net"] = "cgn"
+    u2net_align_corners: bool = True
+    vgg_mode: Literal["faithful", "improved"] = "faithful"
+    truncation: float = 1.0
+    seed: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    losses: tuple[str, ...] = LOSS_TERMS
+    batch_size: int | None = None
+    accumulation: int | None = None
+    episodes: int | None = None
+    lr_shape: float | None = None
+    lr_texture: float | None = None
+    lr_background: float | None = None
+    betas: tuple[float, float] = (0.9, 0.999)
+    lambda_reconstruction: float | None = None
+    perceptual_weights: tuple[float, float, float, float] | None = None
+    lambda_binary: float | None = None
+    lambda_mask: float | None = None
+    texture_weights: tuple[float, float, float, float] | None = None
+    lambda_background: float | None = None
+    checkpoint_every: int = 4000
+    keep_checkpoints: int = 1
+    sample_every: int = 4000
+    log_every: int = 100
+    sample_classes: tuple[int, ...] = SAMPLE_CLASSES
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset must be one of {tuple(PRESETS)}, not {self.preset!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture must be one of {ARCHITECTURES}")
+        if self.weights not in ("pretrained", "random"):
+            raise ConfigError("weights must be 'pretrained' or 'random'")
+        if self.u2net_variant not in U2NET_VARIANTS:
+            raise ConfigError(f"u2net_variant must be one of {U2NET_VARIANTS}")
+        if self.u2net_input not in ("cgn", "u2net"):
+            raise ConfigError("u2net_input must be 'cgn' or 'u2net'")
+        if self.vgg_mode not in ("faithful", "improved"):
+            raise ConfigError("vgg_mode must be 'faithful' or 'improved'")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError("precision must be 'fp32' or 'bf16' (fp16 would need loss scaling)")
+        if not 0.0 < self.truncation <= 1.0:
+            raise ConfigError(f"truncation must lie in (0, 1], got {self.truncation}")
+        object.__setattr__(self, "losses", resolve_loss_terms(self.losses))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "sample_classes", tuple(int(c) for c in self.sample_classes))
+        for name in ("perceptual_weights", "texture_weights"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in value))
+        for name in ("batch_size", "accumulation", "episodes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        for name in ("checkpoint_every", "keep_checkpoints", "sample_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        if any(not 0 <= c < 1000 for c in self.sample_classes):
+            raise ConfigError("sample_classes must be ImageNet class indices 0..999")
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every ``None`` filled in from the preset."""
+        preset = PRESETS[self.preset]
+        changes = {k: v for k, v in preset.items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def iterations(self) -> int:
+        """Forward/backward passes in all: ``episodes * accumulation``."""
+        cfg = self.resolved()
+        return int(cfg.episodes) * int(cfg.accumulation)  # type: ignore[arg-type]
+
+    def loss_weights(self) -> LossWeights:
+        cfg = self.resolved()
+        return LossWeights(
+            reconstruction=cfg.lambda_reconstruction,  # type: ignore[arg-type]
+            perceptual=cfg.perceptual_weights,  # type: ignore[arg-type]
+            binary=cfg.lambda_binary,  # type: ignore[arg-type]
+            mask=cfg.lambda_mask,  # type: ignore[arg-type]
+            texture=cfg.texture_weights,  # type: ignore[arg-type]
+            background=cfg.lambda_background,  # type: ignore[arg-type]
+        )
+
+    def learning_rates(self) -> dict[str, float]:
+        cfg = self.resolved()
+        return {
+            "shape": float(cfg.lr_shape),  # type: ignore[arg-type]
+            "texture": float(cfg.lr_texture),  # type: ignore[arg-type]
+            "background": float(cfg.lr_background),  # type: ignore[arg-type]
+        }
+
+    @property
+    def needs_vgg(self) -> bool:
+        return "perceptual" in self.losses or "texture" in self.losses
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_BOOKKEEPING = {
+    "episodes",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "sample_every",
+    "log_every",
+    "sample_classes",
+}
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_norm(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------- the files
+
+
+def resolve_training_files(
+    config: TrainConfig,
+    *,
+    biggan_weights: str | PathLike[str] | None = None,
+    u2net_weights: str | PathLike[str] | None = None,
+    vgg_weights: str | PathLike[str] | None = None,
+    data_dir: str | PathLike[str] | None = None,
+) -> dict[str, Path | None]:
+    """The local weight files a pretrained run needs (``biggan``, ``u2net``, ``vgg``; ``vgg``
+    is ``None`` when no VGG loss is on). Looked up as given, else in the environment variables,
+    else under ``data_dir`` (``biggan/``, ``u2net/``, ``vgg16/``). All missing files are named
+    in one one-line :class:`DataNotFoundError`."""
+    found: dict[str, Path | None] = {"biggan": None, "u2net": None, "vgg": None}
+    missing: list[str] = []
+    root = Path(data_dir) if data_dir is not None else None
+    name = {"deep_256": "biggan-deep-256", "deep_128": "biggan-deep-128"}.get(config.architecture)
+
+    def in_data_dir(given: Any, env: str, *parts: str) -> Any:
+        if given is None and not os.environ.get(env) and root is not None:
+            candidate = root.joinpath(*parts)
+            if candidate.exists():
+                return candidate
+        return given
+
+    if name is None:
+        missing.append(f"BigGAN: architecture {config.architecture!r} has no published weights")
+    else:
+        try:
+            given = in_data_dir(biggan_weights, BIGGAN_ENV, "biggan", name)
+            found["biggan"] = resolve_biggan_weights(given)
+        except DataNotFoundError:
+            missing.append(
+                f"{name} {WEIGHTS_NAME} ({PRETRAINED[name].weights_url}; --biggan-weights or "
+                f"${BIGGAN_ENV})"
+            )
+    try:
+        given = in_data_dir(u2net_weights, U2NET_ENV, "u2net", U2NET_WEIGHTS_FILE)
+        found["u2net"] = resolve_u2net_weights(given)
+    except DataNotFoundError:
+        missing.append(f"U2-Net {U2NET_WEIGHTS_FILE} (--u2net-weights or ${U2NET_ENV})")
+    if config.needs_vgg:
+        try:
+            given = in_data_dir(vgg_weights, VGG16_WEIGHTS_ENV, "vgg16", VGG16_FILE)
+            found["vgg"] = resolve_vgg16_weights(given)
+        except DataNotFoundError:
+            missing.append(f"VGG16 {VGG16_FILE} (--vgg-weights or ${VGG16_WEIGHTS_ENV})")
+    if missing:
+        raise DataNotFoundError(
+            "the ImageNet CGN needs pretrained weights that are not here: "
+            + "; ".join(missing)
+            + " (nothing is downloaded; use --random-weights / weights='random' for a smoke test)"
+        )
+    return found
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_paths(out_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in (out_dir / "checkpoints").glob("ckpt_*.pt"):
+        try:
+            found.append((int(path.stem.removeprefix("ckpt_")), path))
+        except ValueError:
+            continue
+    return sorted(found)
+
+
+def find_latest_checkpoint(out_dir: str | PathLike[str]) -> Path | None:
+    found = _checkpoint_paths(Path(out_dir))
+    return found[-1][1] if found else None
+
+
+def load_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
+    """A training checkpoint, read with ``weights_only=True``, format checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"ImageNet CGN checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise CGNBenchError(f"cannot read ImageNet CGN checkpoint {path}: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CGNBenchError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    return ckpt
+
+
+# ---------------------------------------------------------------------------------- trainer
+
+
+class ImageNetCGNTrainer:
+    """One resumable training run in ``out_dir`` (module docstring).
+
+    Args:
+        config: the run's :class:`TrainConfig`.
+        out_dir: checkpoints, log, samples, export.
+        biggan_weights, u2net_weights, vgg_weights, data_dir: where the pretrained files are
+            (:func:`resolve_training_files`); ignored with ``weights="random"``.
+        device: ``cpu`` or ``cuda`` (bf16 autocast on CUDA with ``precision="bf16"``).
+        resume: continue from the newest checkpoint in ``out_dir``.
+        on_step: ``on_step(iteration, losses)`` after every iteration.
+        command: the command line that started the run (recorded).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: str | PathLike[str],
+        *,
+        biggan_weights: str | PathLike[str] | None = None,
+        u2net_weights: str | PathLike[str] | None = None,
+        vgg_weights: str | PathLike[str] | None = None,
+        data_dir: str | PathLike[str] | None = None,
+        device: str | torch.device = "cpu",
+        resume: bool = True,
+        on_step: OnStep | None = None,
+        command: list[str] | None = None,
+    ):
+        self.config = cfg = config.resolved()
+        self.out_dir = Path(out_dir)
+        self.device = torch.device(device)
+        self.on_step = on_step
+        self.command = command
+        if cfg.precision == "bf16" and self.device.type == "cpu":
+            warnings.warn("bf16 autocast on the CPU is slow; use fp32 there", stacklevel=2)
+        random = cfg.weights == "random"
+        if random:
+            files: dict[str, Path | None] = {"biggan": None, "u2net": None, "vgg": None}
+            if cfg.needs_vgg:
+                seed = derive_seed(cfg.seed, "vgg")
+                files["vgg"] = random_vgg16_file(self.out_dir / "random_vgg16.pth", seed)
+        else:
+            files = resolve_training_files(
+                cfg,
+                biggan_weights=biggan_weights,
+                u2net_weights=u2net_weights,
+                vgg_weights=vgg_weights,
+                data_dir=data_dir,
+            )
+        self.files = {
+            key: None if path is None else {"file": path.name, "sha256": sha256_file(path)}
+            for key, path in files.items()
+        }
+        self.cgn: ImageNetCGN = build_imagenet_cgn(
+            cfg.architecture,
+            biggan_weights=files["biggan"],
+            u2net_weights=files["u2net"],
+            random_weights=random,
+            u2net_variant=cfg.u2net_variant,
+            u2net_align_corners=cfg.u2net_align_corners,
+            u2net_input=cfg.u2net_input,
+            truncation=cfg.truncation,
+            seed=derive_seed(cfg.seed, "init"),
+        ).to(self.device)
+        self.cgn.train()
+        self.loss = CGNLoss(
+            cfg.loss_weights(),
+            enabled=cfg.losses,
+            vgg_weights=files["vgg"],
+            vgg_mode=cfg.vgg_mode,
+            vgg_input_convention="torchvision" if random else "auto",
+        ).to(self.device)
+        lrs = cfg.learning_rates()
+        self.optimizers = {
+            name: torch.optim.Adam(module.parameters(), lr=lrs[name], betas=cfg.betas)
+            for name, module in self.cgn.mechanisms().items()
+        }
+        self.rng = torch.Generator().manual_seed(derive_seed(cfg.seed, "train"))
+        self.iteration = 0
+        self._log_window: dict[str, list[float]] = {}
+        self._window_start = time.perf_counter()
+        self.resumed_from: Path | None = None
+        if resume:
+            path = self._latest_loadable()
+            if path is not None:
+                self.load_state(load_checkpoint(path))
+                self.resumed_from = path
+                self._truncate_log(self.iteration)
+
+    # -- one iteration --
+
+    @property
+    def episode(self) -> int:
+        return self.iteration // int(self.config.accumulation)  # type: ignore[arg-type]
+
+    def train_step(self) -> dict[str, float]:
+        """One forward/backward pass; an optimizer step when an accumulation window ends."""
+        cfg, cgn = self.config, self.cgn
+        batch = int(cfg.batch_size)  # type: ignore[arg-type]
+        y = torch.randint(cgn.num_classes, (batch,), generator=self.rng)
+        u = cgn.noise(batch, self.rng).to(self.device)
+        needs_gt = any(t in self.loss.terms for t in ("reconstruction", "perceptual", "texture"))
+        with autocast(self.device, cfg.precision):
+            out = cgn(
+                u,
+                y.to(self.device),
+                ground_truth=needs_gt,
+                background_mask=self.loss.needs_background_mask,
+            )
+            losses = self.loss(out, self.rng)
+        total = sum(losses.values(), torch.zeros((), device=self.device))
+        if total.requires_grad:
+            total.backward()
+        self.iteration += 1
+        if self.iteration % int(cfg.accumulation) == 0:  # type: ignore[arg-type]
+            for optimizer in self.optimizers.values():
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values["total"] = float(total.detach())
+        values["mask_mean"] = float(out.mask.detach().float().mean())
+        return values
+
+    def run(self, iterations: int | None = None, stop_after: int | None = None) -> dict[str, Any]:
+        """Train until ``iterations`` (default ``episodes * accumulation``) are done, or for at
+        most ``stop_after`` iterations in this call; log, sample and checkpoint on the way and
+        checkpoint at the end. Returns a summary."""
+        cfg = self.config
+        target = cfg.iterations if iterations is None else int(iterations)
+        if stop_after is not None:
+            target = min(target, self.iteration + int(stop_after))
+        if self.resumed_from is not None:
+            self._log({"event": "resume", "iteration": self.iteration})
+        elif self.iteration == 0:
+            self._log(
+                {
+                    "event": "start",
+                    "iteration": 0,
+                    "config": cfg.to_dict(),
+                    "files": self.files,
+                    "command": self.command,
+                }
+            )
+        start, t0 = self.iteration, time.perf_counter()
+        self._window_start = t0
+        while self.iteration < target:
+            losses = self.train_step()
+            it = self.iteration
+            for key, value in losses.items():
+                self._log_window.setdefault(key, []).append(value)
+            if self.on_step is not None:
+                self.on_step(it, losses)
+            if it % cfg.log_every == 0:
+                self._flush_losses()
+            if it % cfg.sample_every == 0 and it != target:
+                self.save_samples()
+            if it % cfg.checkpoint_every == 0 and it != target:
+                self.save_checkpoint()
+        seconds = time.perf_counter() - t0
+        self._flush_losses()
+        done = self.iteration - start
+        sheet = self.save_samples() if done else None
+        checkpoint = self.save_checkpoint()
+        return {
+            "iteration": self.iteration,
+            "episode": self.episode,
+            "iterations_run": done,
+            "finished": self.iteration >= cfg.iterations,
+            "seconds": seconds,
+            "seconds_per_iteration": seconds / done if done else None,
+            "checkpoint": str(checkpoint),
+            "samples": None if sheet is None else str(sheet),
+        }
+
+    # -- logging, samples --
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "train_log.jsonl", "a") as handle:
+            handle.write(json.dumps(jsonable(record)) + "\n")
+
+    def _truncate_log(self, iteration: int) -> None:
+        path = self.out_dir / "train_log.jsonl"
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("iteration", 0) <= iteration:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+        atomic_write_text("".join(line + "\n" for line in keep), path)
+
+    def _flush_losses(self) -> None:
+        if not self._log_window:
+            return
+        now = time.perf_counter()
+        n = len(next(iter(self._log_window.values())))
+        means = {k: sum(v) / len(v) for k, v in self._log_window.items()}
+        self._log(
+            {
+                "event": "losses",
+                "iteration": self.iteration,
+                "episode": self.episode,
+                "n": n,
+                "losses": means,
+                "seconds_per_iteration": (now - self._window_start) / n,
+            }
+        )
+        self._log_window, self._window_start = {}, now
+
+    @torch.no_grad()
+    def sample_sheet(self, classes: tuple[int, ...] | None = None, chunk: int = 4) -> Tensor:
+        """The sample sheet as a ``[3, H, W]`` image in [0, 1]: one row per class with
+        premask, mask, foreground, background, composite and x_gt, all from one fixed noise
+        vector, in eval mode (the training mode is restored)."""
+        cgn, cfg = self.cgn, self.config
+        classes = tuple(classes or cfg.sample_classes)
+        g = torch.Generator().manual_seed(derive_seed(cfg.seed, "samples"))
+        u_fixed = cgn.noise(1, g).to(self.device)
+        was_training = cgn.training
+        cgn.eval()
+        rows = []
+        try:
+            for start in range(0, len(classes), chunk):
+                ys = torch.tensor(classes[start : start + chunk])
+                u = u_fixed.expand(len(ys), -1)
+                with autocast(self.device, cfg.precision):
+                    out = cgn(u, ys.to(self.device))
+                unit = [
+                    (t.float().clamp(-1, 1) + 1) / 2
+                    for t in (out.premask, out.foreground, out.background, out.x_gen, out.x_gt)
+                ]
+                mask = out.mask.float().expand(-1, 3, -1, -1)
+                for i in range(len(ys)):
+                    rows += [unit[0][i], mask[i], unit[1][i], unit[2][i], unit[3][i], unit[4][i]]
+        finally:
+            cgn.train(was_training)
+        return torchvision.utils.make_grid(torch.stack(rows).cpu(), nrow=6, padding=2)
+
+    def save_samples(self) -> Path:
+        path = self.out_dir / "samples" / f"sheet_{self.iteration:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torchvision.utils.save_image(self.sample_sheet(), path)
+        return path
+
+    # -- checkpoints --
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint dictionary (module docstring)."""
+        pending = {}
+        if self.iteration % int(self.config.accumulation):  # type: ignore[arg-type]
+            for name, module in self.cgn.mechanisms().items():
+                pending[name] = {
+                    key: p.grad.detach().cpu().clone()
+                    for key, p in module.named_parameters()
+                    if p.grad is not None
+                }
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "iteration": self.iteration,
+            "episode": self.episode,
+            "mechanisms": {
+                name: module.state_dict() for name, module in self.cgn.mechanisms().items()
+            },
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "pending_grads": pending,
+            "rng": self.rng.get_state(),
+            "config": jsonable(self.config.to_dict()),
+            "files": self.files,
+            "command": self.command,
+            "environment": {
+                "torch": str(torch.__version__),
+                "python": platform.python_version(),
+                "threads": torch.get_num_threads(),
+                "device": str(self.device),
+            },
+        }
+
+    def save_checkpoint(self) -> Path:
+        path = self.out_dir / "checkpoints" / f"ckpt_{self.iteration:08d}.pt"
+        atomic_torch_save(self.state(), path)
+        for _, old in _checkpoint_paths(self.out_dir)[: -self.config.keep_checkpoints]:
+            if old != path:
+                old.unlink(missing_ok=True)
+        return path
+
+    def _latest_loadable(self) -> Path | None:
+        errors = []
+        for _, path in reversed(_checkpoint_paths(self.out_dir)):
+            try:
+                load_checkpoint(path)
+            except CGNBenchError as exc:
+                errors.append(str(exc))
+                warnings.warn(f"skipping unreadable checkpoint {path}: {exc}", stacklevel=3)
+                continue
+            return path
+        if errors:
+            raise CGNBenchError(
+                f"{self.out_dir} has checkpoints but none can be read ({errors[0]}); "
+                "move them away to start afresh"
+            )
+        return None
+
+    def load_state(self, ckpt: dict[str, Any]) -> None:
+        """Restore a checkpoint; refuses one from another configuration or other input files."""
+        theirs = TrainConfig.from_dict(ckpt["config"]).resolved().to_dict()
+        mine = self.config.to_dict()
+        diff = {
+            k: (theirs.get(k), v)
+            for k, v in mine.items()
+            if k not in _BOOKKEEPING and _norm(theirs.get(k)) != _norm(v)
+        }
+        if diff:
+            raise ConfigError(
+                f"the checkpoint in {self.out_dir} was trained with a different configuration "
+                f"(checkpoint vs now): {diff}; use another --out folder"
+            )
+        for key, mine_file in self.files.items():
+            theirs_file = (ckpt.get("files") or {}).get(key)
+            if (theirs_file or {}).get("sha256") != (mine_file or {}).get("sha256"):
+                raise ConfigError(
+                    f"the checkpoint in {self.out_dir} was trained with other {key} weights "
+                    f"({theirs_file} vs now {mine_file}); pass the same files"
+                )
+        for name, module in self.cgn.mechanisms().items():
+            module.load_state_dict(ckpt["mechanisms"][name])
+            self.optimizers[name].load_state_dict(ckpt["optimizers"][name])
+            grads = (ckpt.get("pending_grads") or {}).get(name) or {}
+            for key, p in module.named_parameters():
+                p.grad = grads[key].to(p.device).clone() if key in grads else None
+        self.rng.set_state(ckpt["rng"])
+        self.iteration = int(ckpt["iteration"])
+
+
+# ---------------------------------------------------------------------------------- export
+
+
+def export_cgn_weights(trainer: ImageNetCGNTrainer, out_path: str | PathLike[str]) -> Path:
+    """Write the trainer's current generation weights (``f_shape.*``, ``f_text.*``, ``f_bg.*``,
+    ``u2net.*``; the frozen BigGAN is not needed to generate) to ``out_path``, and a JSON
+    sidecar next to it (architecture, U2-Net settings, truncation, training config, input-file
+    hashes, iterations, sha256 of the weights file) that :func:`~.weights.load_cgn_weights`
+    reads. Returns ``out_path``."""
+    cgn, config = trainer.cgn, trainer.config
+    state: dict[str, Tensor] = {
+        key: value.detach().cpu().contiguous().clone()
+        for key, value in cgn.state_dict().items()
+        if not key.startswith("biggan_gt.")
+    }
+    out = Path(out_path)
+    atomic_torch_save(state, out)
+    sidecar = {
+        "format": EXPORT_FORMAT,
+        "architecture": config.architecture,
+        "u2net_variant": config.u2net_variant,
+        "u2net_input": config.u2net_input,
+        "u2net_align_corners": config.u2net_align_corners,
+        "truncation": config.truncation,
+        "weights": config.weights,
+        "iterations": trainer.iteration,
+        "episodes": trainer.episode,
+        "config": config.to_dict(),
+        "files": trainer.files,
+        "command": trainer.command,
+        "weights_file": out.name,
+        "weights_sha256": sha256_file(out),
+    }
+    atomic_write_text(json.dumps(jsonable(sidecar), indent=2) + "\n", out.with_suffix(".json"))
+    return out

@@ -1,0 +1,114 @@
+"""Loading a trained ImageNet CGN for generation: this project's export or the authors' release.
+
+Two kinds of file are understood:
+
+* ``cgn_imagenet.pth`` + ``cgn_imagenet.json`` written by ``cgnbench train-cgn-imagenet``
+  (:func:`~.training.export_cgn_weights`): the sidecar names the architecture, the U2-Net
+  variant and input convention and the truncation the CGN was trained with;
+* the authors' ``cgn.pth`` (their ``CGN.state_dict()``: ``biggan_GT.*``, ``f_shape.*``,
+  ``f_text.*``, ``f_bg.*``, ``u2net.*``, possibly behind ``module.``) without a sidecar: taken
+  to be BigGAN-deep-256 with the full U2-Net, fed raw images, ``align_corners=True``.
+
+Either way the file is read with ``torch.load(weights_only=True)`` and every sub-network in it
+must fit exactly. ``random`` builds a seeded random CGN of a given architecture instead (tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustbench_cgn.data.download import sha256_file
+from robustbench_cgn.errors import CGNBenchError, DataNotFoundError, IncompatibleError
+
+from .cgn_model import ImageNetCGN, build_imagenet_cgn, load_cgn_state
+
+__all__ = [
+    "AUTHORS_RELEASE",
+    "WEIGHTS_ENV",
+    "load_cgn_weights",
+    "random_cgn",
+    "resolve_cgn_weights",
+]
+
+WEIGHTS_ENV = "CGNBENCH_CGN_IMAGENET_WEIGHTS"
+#: What a sidecar-less file (the authors' ``cgn.pth``) is taken to be.
+AUTHORS_RELEASE: dict[str, Any] = {
+    "format": "authors-release",
+    "architecture": "deep_256",
+    "u2net_variant": "full",
+    "u2net_input": "cgn",
+    "u2net_align_corners": True,
+    "truncation": 1.0,
+}
+REQUIRED = {"f_shape", "f_text", "f_bg", "u2net"}
+
+
+def resolve_cgn_weights(weights: str | os.PathLike[str] | None) -> Path:
+    """``weights`` (a file), else ``$CGNBENCH_CGN_IMAGENET_WEIGHTS``; a one-line error when
+    neither names an existing file."""
+    text = "" if weights is None else str(weights).strip()
+    if not text:
+        text = os.environ.get(WEIGHTS_ENV, "").strip()
+        if not text:
+            raise DataNotFoundError(
+                "cgn-imagenet needs trained CGN weights: train them with `cgnbench "
+                "train-cgn-imagenet` (cgn_imagenet.pth) or use the authors' cgn.pth, and pass "
+                f"weights=<file> or set {WEIGHTS_ENV} (weights=random for a smoke test)"
+            )
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise DataNotFoundError(f"ImageNet CGN weights file {path} does not exist")
+    return path
+
+
+def random_cgn(
+    architecture: str = "deep_256", u2net_variant: str = "full", seed: int = 0
+) -> ImageNetCGN:
+    """A seeded random CGN (nothing read), in eval mode."""
+    cgn = build_imagenet_cgn(
+        architecture, random_weights=True, u2net_variant=u2net_variant, seed=seed
+    )
+    return cgn.eval()
+
+
+def load_cgn_weights(
+    weights: str | os.PathLike[str] | None, *, device: str | torch.device = "cpu"
+) -> tuple[ImageNetCGN, dict[str, Any]]:
+    """The CGN in ``weights`` (module docstring), in eval mode on ``device``, and its metadata
+    (the sidecar, or :data:`AUTHORS_RELEASE`, plus ``weights_sha256``)."""
+    path = resolve_cgn_weights(weights)
+    sidecar = path.with_suffix(".json")
+    meta: dict[str, Any] = dict(AUTHORS_RELEASE)
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CGNBenchError(f"cannot read {sidecar}: {exc}") from None
+    cgn = build_imagenet_cgn(
+        meta.get("architecture", "deep_256"),
+        random_weights=True,
+        u2net_variant=meta.get("u2net_variant", "full"),
+        u2net_align_corners=bool(meta.get("u2net_align_corners", True)),
+        u2net_input=meta.get("u2net_input", "cgn"),
+        truncation=float(meta.get("truncation", 1.0)),
+    )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CGNBenchError(f"cannot read ImageNet CGN weights {path}: {exc}") from None
+    if not isinstance(state, dict):
+        raise IncompatibleError(f"{path} is not a state dict")
+    loaded = load_cgn_state(cgn, state, source=str(path))
+    if not loaded >= REQUIRED:
+        raise IncompatibleError(
+            f"{path} lacks {sorted(REQUIRED - loaded)} (an ImageNet CGN needs f_shape, f_text, "
+            "f_bg and u2net)"
+        )
+    meta = {**meta, "weights_path": str(path), "weights_sha256": sha256_file(path)}
+    meta["has_biggan_gt"] = "biggan_gt" in loaded
+    return cgn.to(device).eval(), meta
