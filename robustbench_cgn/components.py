@@ -151,9 +151,17 @@ class TaskScoped(Component):
 
 
 class Generator(TaskScoped):
-    """Produces a labelled training set for a task. ``original`` data is a generator too."""
+    """Produces a labelled training set for a task. ``original`` data is a generator too.
+
+    ``implements`` names the generator this one stands in for on its tasks: ``cgn-imagenet``
+    implements ``cgn``, so ``--generator cgn`` on an ImageNet benchmark runs it.
+    ``default_classifier`` is the classifier its data is meant to train (used when the run
+    names none), e.g. ``cgn-ensemble`` for ImageNet counterfactuals.
+    """
 
     kind: ClassVar[str] = "generator"
+    implements: ClassVar[str | None] = None
+    default_classifier: ClassVar[str | None] = None
 
     @abstractmethod
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet | None:

@@ -18,6 +18,7 @@ from .components import (
     Classifier,
     Generator,
     MetricResult,
+    Task,
     TrainingSet,
     concat_training_sets,
 )
@@ -29,6 +30,7 @@ from .identity import RunSpec
 from .plugin_manager import PluginSystem
 from .progress import ProgressReporter
 from .provenance import collect
+from .registry import Entry
 from .settings import Paths
 from .store import ResultsStore, RunRecord
 
@@ -99,10 +101,14 @@ class Runner:
                 f"unknown precision {request.precision!r}; use {', '.join(PRECISION_CHOICES)}"
             )
         benchmark_entry = registries.benchmarks.get(request.benchmark)
-        generator_entry = registries.generators.get(request.generator)
         task = benchmark_entry.cls.task
+        generator_entry = self._generator_for(request.generator, task)
         if benchmark_entry.cls.trains_classifier:
-            classifier_name = request.classifier or benchmark_entry.cls.default_classifier
+            classifier_name = (
+                request.classifier
+                or self._preferred_classifier(generator_entry, task)
+                or benchmark_entry.cls.default_classifier
+            )
             if classifier_name is None:
                 raise ConfigError(
                     f"benchmark {request.benchmark!r} has no default classifier; pass --classifier"
@@ -193,6 +199,26 @@ class Runner:
         context.workdir = self.paths.run_dir(spec.run_id)
         context.checkpoint_dir = self.paths.runs / "trained" / spec.training_id(task.name)
         return PlannedRun(spec, generator, classifier, benchmark, context)
+
+    def _generator_for(self, name: str, task: Task) -> Entry:
+        """The generator ``name``, or the one that implements it for ``task`` (``cgn`` on an
+        ImageNet benchmark is ``cgn-imagenet``)."""
+        registry = self.plugins.registries.generators
+        entry = registry.get(name)
+        if entry.cls.supports(task):
+            return entry
+        stand_ins = [e for e in registry if e.cls.implements == name and e.cls.supports(task)]
+        if len(stand_ins) == 1:
+            self.progress.log(f"generator {name!r} on task {task.name!r}: {stand_ins[0].name}")
+            return stand_ins[0]
+        return entry  # unsupported: reported by plan() with the tasks it does support
+
+    def _preferred_classifier(self, generator: Entry, task: Task) -> str | None:
+        name = generator.cls.default_classifier
+        classifiers = self.plugins.registries.classifiers
+        if name and name in classifiers and classifiers.get(name).cls.supports(task):
+            return name
+        return None
 
     def _original(self) -> Generator:
         entry = self.plugins.registries.generators.get(ORIGINAL_GENERATOR)

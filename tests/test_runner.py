@@ -159,3 +159,32 @@ def test_benchmarks_on_one_task_share_the_trained_classifier(runner):
     assert checkpoint.stat().st_mtime_ns == trained_at
     record = runner.store.get_run(flaky.run_id)
     assert record.provenance["checkpoint_dir"] == str(shift.context.checkpoint_dir)
+
+
+def test_a_generator_name_resolves_to_its_implementation_for_the_task(tmp_path, shared_data):
+    """``--generator cgn`` on an ImageNet benchmark plans the ImageNet CGN and the classifier
+    its data is for; on MNIST it stays the MNIST CGN."""
+    from robustbench_cgn.plugin_manager import load_plugins
+    from robustbench_cgn.runner import Runner, RunRequest
+    from robustbench_cgn.settings import resolve_paths
+    from robustbench_cgn.store import ResultsStore
+
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        runner = Runner(load_plugins(), store, resolve_paths(tmp_path, data_dir=shared_data))
+        overrides = {"generator": {"weights": "random"}}
+        both = {**overrides, "classifier": {"backbone_weights": "random"}}
+        imagenet = runner.plan(
+            RunRequest("cgn", "gradcam-iou-imagenet", overrides=both, device="cpu")
+        )
+        assert imagenet.spec.generator == "cgn-imagenet"
+        assert imagenet.spec.classifier == "cgn-ensemble"
+        authors = shared_data / "cgn_mnist_weights" / "cgn_colored_MNIST.pth"
+        mnist = runner.plan(
+            RunRequest("cgn", "c-mnist", overrides={"generator": {"weights": str(authors)}})
+        )
+        assert mnist.spec.generator == "cgn"
+        assert mnist.spec.classifier == "mnist-cnn"
+        explicit = runner.plan(
+            RunRequest("cgn", "cue-conflict", "timm:resnet18", overrides=overrides, device="cpu")
+        )
+        assert explicit.spec.classifier == "timm:resnet18"

@@ -61,6 +61,8 @@ class CGNImageNetGenerator(Generator):
     description = "ImageNet CGN counterfactuals (BigGAN-deep mechanisms, U2-Net masks)"
     version = "0.1.0"
     tasks = (IMAGENET_TASK.name,)
+    implements = "cgn"  # `--generator cgn` on an ImageNet benchmark runs this one
+    default_classifier = "cgn-ensemble"
 
     @dataclass(frozen=True)
     class Config:
