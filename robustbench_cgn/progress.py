@@ -22,7 +22,8 @@ class ProgressReporter:
     """Creates progress bars on one shared rich console.
 
     ``track`` wraps an iterable; ``task`` gives a handle for loops that advance by hand and
-    want to show live values (e.g. losses) with ``update(advance, **fields)``.
+    want to show live values (e.g. losses) with ``update(advance, status=...)`` or
+    ``update_to(completed, status=...)``.
     """
 
     def __init__(self, console: Console | None = None, *, quiet: bool = False):
@@ -76,3 +77,9 @@ class ProgressTask:
     def update(self, advance: int = 1, status: str | None = None) -> None:
         fields = {} if status is None else {"status": status}
         self._progress.update(self._id, advance=advance, **fields)
+
+    def update_to(self, completed: int, status: str | None = None) -> None:
+        """Set the count to ``completed``: for callbacks that report how far they are (an
+        iteration number, images written so far) rather than how much they just did."""
+        fields = {} if status is None else {"status": status}
+        self._progress.update(self._id, completed=completed, **fields)

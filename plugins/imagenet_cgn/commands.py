@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from robustbench_cgn.cli.training import comma_floats, run_with_progress, speed_text
 from robustbench_cgn.device import resolve_device
 from robustbench_cgn.progress import ProgressReporter
 
@@ -24,15 +25,6 @@ from .training import EXPORT_FILE, PRESETS, ImageNetCGNTrainer, TrainConfig, exp
 from .weights import load_cgn_weights, random_cgn
 
 SHOWN_LOSSES = ("reconstruction", "perceptual", "binary", "mask", "texture", "background")
-
-
-def _floats(_ctx, _param, text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise click.BadParameter("expected comma-separated numbers") from None
 
 
 def _names(_ctx, _param, text: str | None) -> tuple[str, ...]:
@@ -77,7 +69,7 @@ def _names(_ctx, _param, text: str | None) -> tuple[str, ...]:
 @click.option("--lr-texture", type=float, default=None)
 @click.option("--lr-background", type=float, default=None)
 @click.option(
-    "--perceptual-weights", callback=_floats, default=None, help="Four comma-separated values."
+    "--perceptual-weights", callback=comma_floats, default=None, help="Four comma-separated values."
 )
 @click.option(
     "--without",
@@ -180,27 +172,23 @@ def train_cgn_imagenet_command(
         device=torch_device,
         command=["cgnbench", *sys.argv[1:]] if sys.argv else None,
     )
-    if trainer.resumed_from is not None:
-        console.print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
     total = trainer.config.iterations
-    progress = ProgressReporter(console)
-    with progress.task(
-        f"CGN {architecture} ({preset})", total=total, completed=trainer.iteration
-    ) as bar:
-        last = [trainer.iteration]
 
-        def on_step(iteration: int, values: dict[str, float]) -> None:
-            shown = " ".join(f"{k[:5]}={values[k]:.3g}" for k in SHOWN_LOSSES if k in values)
-            bar.update(iteration - last[0], status=f"ep {trainer.episode} {shown}")
-            last[0] = iteration
+    def status(values: dict[str, float]) -> str:
+        shown = " ".join(f"{k[:5]}={values[k]:.3g}" for k in SHOWN_LOSSES if k in values)
+        return f"ep {trainer.episode} {shown}"
 
-        trainer.on_step = on_step
-        summary = trainer.run(stop_after=stop_after)
-    per_iteration = summary["seconds_per_iteration"]
-    speed = f", {per_iteration:.3f} s/iteration" if per_iteration else ""
+    summary = run_with_progress(
+        trainer,
+        console,
+        f"CGN {architecture} ({preset})",
+        total=total,
+        status=status,
+        stop_after=stop_after,
+    )
     console.print(
-        f"iteration {summary['iteration']}/{total} (episode {summary['episode']}){speed}; "
-        f"checkpoint {summary['checkpoint']}"
+        f"iteration {summary['iteration']}/{total} (episode {summary['episode']})"
+        f"{speed_text(summary)}; checkpoint {summary['checkpoint']}"
     )
     if summary["finished"] and not no_export:
         exported = export_cgn_weights(trainer, Path(out) / EXPORT_FILE)
@@ -248,12 +236,6 @@ def generate_cgn_imagenet_command(
     except ValueError:
         raise click.BadParameter("expected integers", param_hint="--classes") from None
     with ProgressReporter(console).task("generating", total=n) as bar:
-        done = [0]
-
-        def advance(n_done: int) -> None:
-            bar.update(n_done - done[0])
-            done[0] = n_done
-
         write_counterfactual_dataset(
             cgn,
             out,
@@ -267,7 +249,7 @@ def generate_cgn_imagenet_command(
             quality=quality,
             precision="bf16" if torch_device.type == "cuda" else "fp32",
             weights_id=weights_id,
-            on_progress=advance,
+            on_progress=bar.update_to,
         )
     console.print(f"{n} images and labels.csv in {out}")
 

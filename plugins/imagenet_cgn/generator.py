@@ -136,12 +136,6 @@ class CGNImageNetGenerator(Generator):
             with ctx.progress.task(
                 "generating ImageNet counterfactuals", total=config.n_counterfactuals
             ) as bar:
-                done = [0]
-
-                def advance(n_done: int) -> None:
-                    bar.update(n_done - done[0])
-                    done[0] = n_done
-
                 write_counterfactual_dataset(
                     cgn,
                     folder,
@@ -155,7 +149,7 @@ class CGNImageNetGenerator(Generator):
                     quality=config.quality,
                     precision=precision,
                     weights_id=digest,
-                    on_progress=advance,
+                    on_progress=bar.update_to,
                 )
             del cgn
         dataset = CounterfactualImageFolder(folder)

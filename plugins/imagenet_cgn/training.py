@@ -74,8 +74,15 @@ from robustbench_cgn.checkpoint import atomic_torch_save, atomic_write_text
 from robustbench_cgn.context import derive_seed
 from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.device import autocast
-from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
+from robustbench_cgn.errors import ConfigError, DataNotFoundError
 from robustbench_cgn.provenance import jsonable
+from robustbench_cgn.training_run import (
+    TrainingLog,
+    latest_loadable_checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+from robustbench_cgn.training_run import latest_checkpoint as find_latest_checkpoint
 from robustbench_cgn_plugins.mnist.style_loss import (
     VGG16_FILE,
     VGG16_WEIGHTS_ENV,
@@ -333,33 +340,9 @@ def resolve_training_files(
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _checkpoint_paths(out_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in (out_dir / "checkpoints").glob("ckpt_*.pt"):
-        try:
-            found.append((int(path.stem.removeprefix("ckpt_")), path))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
-def find_latest_checkpoint(out_dir: str | PathLike[str]) -> Path | None:
-    found = _checkpoint_paths(Path(out_dir))
-    return found[-1][1] if found else None
-
-
 def load_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """A training checkpoint, read with ``weights_only=True``, format checked."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"ImageNet CGN checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise CGNBenchError(f"cannot read ImageNet CGN checkpoint {path}: {exc}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CGNBenchError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    return ckpt
+    return read_checkpoint(path, CHECKPOINT_FORMAT, "ImageNet CGN checkpoint")
 
 
 # ---------------------------------------------------------------------------------- trainer
@@ -444,15 +427,13 @@ class ImageNetCGNTrainer:
         }
         self.rng = torch.Generator().manual_seed(derive_seed(cfg.seed, "train"))
         self.iteration = 0
-        self._log_window: dict[str, list[float]] = {}
-        self._window_start = time.perf_counter()
+        self.log = TrainingLog(self.out_dir, cfg.log_every)
         self.resumed_from: Path | None = None
-        if resume:
-            path = self._latest_loadable()
-            if path is not None:
-                self.load_state(load_checkpoint(path))
-                self.resumed_from = path
-                self._truncate_log(self.iteration)
+        path = latest_loadable_checkpoint(self.out_dir, load_checkpoint) if resume else None
+        if path is not None:
+            self.load_state(load_checkpoint(path))
+            self.resumed_from = path
+            self.log.truncate_after(self.iteration)
 
     # -- one iteration --
 
@@ -497,9 +478,9 @@ class ImageNetCGNTrainer:
         if stop_after is not None:
             target = min(target, self.iteration + int(stop_after))
         if self.resumed_from is not None:
-            self._log({"event": "resume", "iteration": self.iteration})
+            self.log.write({"event": "resume", "iteration": self.iteration})
         elif self.iteration == 0:
-            self._log(
+            self.log.write(
                 {
                     "event": "start",
                     "iteration": 0,
@@ -508,23 +489,19 @@ class ImageNetCGNTrainer:
                     "command": self.command,
                 }
             )
-        start, t0 = self.iteration, time.perf_counter()
-        self._window_start = t0
+        start, t0 = self.iteration, self.log.start_window()
         while self.iteration < target:
             losses = self.train_step()
             it = self.iteration
-            for key, value in losses.items():
-                self._log_window.setdefault(key, []).append(value)
             if self.on_step is not None:
                 self.on_step(it, losses)
-            if it % cfg.log_every == 0:
-                self._flush_losses()
+            self.log.add_losses(it, losses, episode=self.episode)
             if it % cfg.sample_every == 0 and it != target:
                 self.save_samples()
             if it % cfg.checkpoint_every == 0 and it != target:
                 self.save_checkpoint()
         seconds = time.perf_counter() - t0
-        self._flush_losses()
+        self.log.flush_losses(self.iteration, episode=self.episode)
         done = self.iteration - start
         sheet = self.save_samples() if done else None
         checkpoint = self.save_checkpoint()
@@ -540,42 +517,6 @@ class ImageNetCGNTrainer:
         }
 
     # -- logging, samples --
-
-    def _log(self, record: dict[str, Any]) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / "train_log.jsonl", "a") as handle:
-            handle.write(json.dumps(jsonable(record)) + "\n")
-
-    def _truncate_log(self, iteration: int) -> None:
-        path = self.out_dir / "train_log.jsonl"
-        if not path.is_file():
-            return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line).get("iteration", 0) <= iteration:
-                    keep.append(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line
-        atomic_write_text("".join(line + "\n" for line in keep), path)
-
-    def _flush_losses(self) -> None:
-        if not self._log_window:
-            return
-        now = time.perf_counter()
-        n = len(next(iter(self._log_window.values())))
-        means = {k: sum(v) / len(v) for k, v in self._log_window.items()}
-        self._log(
-            {
-                "event": "losses",
-                "iteration": self.iteration,
-                "episode": self.episode,
-                "n": n,
-                "losses": means,
-                "seconds_per_iteration": (now - self._window_start) / n,
-            }
-        )
-        self._log_window, self._window_start = {}, now
 
     @torch.no_grad()
     def sample_sheet(self, classes: tuple[int, ...] | None = None, chunk: int = 4) -> Tensor:
@@ -646,29 +587,11 @@ class ImageNetCGNTrainer:
         }
 
     def save_checkpoint(self) -> Path:
-        path = self.out_dir / "checkpoints" / f"ckpt_{self.iteration:08d}.pt"
-        atomic_torch_save(self.state(), path)
-        for _, old in _checkpoint_paths(self.out_dir)[: -self.config.keep_checkpoints]:
-            if old != path:
-                old.unlink(missing_ok=True)
-        return path
-
-    def _latest_loadable(self) -> Path | None:
-        errors = []
-        for _, path in reversed(_checkpoint_paths(self.out_dir)):
-            try:
-                load_checkpoint(path)
-            except CGNBenchError as exc:
-                errors.append(str(exc))
-                warnings.warn(f"skipping unreadable checkpoint {path}: {exc}", stacklevel=3)
-                continue
-            return path
-        if errors:
-            raise CGNBenchError(
-                f"{self.out_dir} has checkpoints but none can be read ({errors[0]}); "
-                "move them away to start afresh"
-            )
-        return None
+        """``ckpt_<iteration>.pt`` in ``out/checkpoints``, then keep the newest
+        ``keep_checkpoints`` (:func:`~robustbench_cgn.training_run.write_checkpoint`)."""
+        return write_checkpoint(
+            self.out_dir, self.iteration, self.state(), self.config.keep_checkpoints
+        )
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
         """Restore a checkpoint; refuses one from another configuration or other input files."""

@@ -12,20 +12,11 @@ import click
 import torch
 from rich.console import Console
 
-from robustbench_cgn.progress import ProgressReporter
+from robustbench_cgn.cli.training import comma_floats, run_with_progress, speed_text
 
 from .training import VARIANTS, MnistGeneratorTrainer, TrainConfig, export_generator_weights
 
 SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
-
-
-def _floats(_ctx, _param, text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise click.BadParameter("expected comma-separated numbers") from None
 
 
 @click.command("train-generator")
@@ -79,7 +70,7 @@ def _floats(_ctx, _param, text: str | None) -> tuple[float, ...] | None:
 )
 @click.option(
     "--style-weights",
-    callback=_floats,
+    callback=comma_floats,
     default=None,
     help="Four comma-separated weights (relu1_2, 2_2, 3_3, 4_3).",
 )
@@ -143,27 +134,17 @@ def train_generator_command(
         vgg_weights=vgg_weights,
         device=device,
     )
-    if trainer.resumed_from is not None:
-        console.print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
-    progress = ProgressReporter(console)
-    with progress.task(
-        f"{model} {variant}", total=trainer.config.iterations, completed=trainer.iteration
-    ) as bar:
-        last = [trainer.iteration]
 
-        def on_step(iteration: int, losses: dict[str, float]) -> None:
-            shown = " ".join(f"{k}={losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses)
-            bar.update(iteration - last[0], status=shown)
-            last[0] = iteration
+    def status(losses: dict[str, float]) -> str:
+        return " ".join(f"{k}={losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses)
 
-        trainer.on_step = on_step
-        summary = trainer.run()
+    summary = run_with_progress(
+        trainer, console, f"{model} {variant}", total=trainer.config.iterations, status=status
+    )
     if not no_export:
         exported = export_generator_weights(summary["checkpoint"], Path(out) / "generator.pth")
         console.print(f"exported {exported} and {exported.with_suffix('.json')}")
-    per_iteration = summary["seconds_per_iteration"]
-    speed = f", {per_iteration:.3f} s/iteration" if per_iteration else ""
-    console.print(f"done: {summary['iteration']} iterations{speed}")
+    console.print(f"done: {summary['iteration']} iterations{speed_text(summary)}")
     collapse = summary.get("collapse")
     if collapse and collapse["any_collapsed"]:
         console.print(f"[yellow]mask collapse in classes {collapse['collapsed_classes']}")

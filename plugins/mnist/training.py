@@ -80,7 +80,6 @@ import os
 import platform
 import shlex
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from os import PathLike
@@ -96,6 +95,13 @@ from robustbench_cgn.context import derive_seed
 from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 from robustbench_cgn.provenance import jsonable
+from robustbench_cgn.training_run import (
+    TrainingLog,
+    latest_loadable_checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+from robustbench_cgn.training_run import latest_checkpoint as find_latest_checkpoint
 
 from .cgn_fast import upsample_conv_as_conv_transpose
 from .cgn_model import CGN, build_cgn, compose, init_weights_pix2pix
@@ -365,34 +371,9 @@ def _find_vgg(path: str | PathLike[str] | None, data_dir: str | PathLike[str] | 
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _checkpoint_paths(out_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    for p in (out_dir / "checkpoints").glob("ckpt_*.pt"):
-        try:
-            found.append((int(p.stem.removeprefix("ckpt_")), p))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
-def find_latest_checkpoint(out_dir: str | PathLike[str]) -> Path | None:
-    """The newest ``out_dir/checkpoints/ckpt_<iteration>.pt``, or ``None``."""
-    found = _checkpoint_paths(Path(out_dir))
-    return found[-1][1] if found else None
-
-
 def load_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """Read a training checkpoint with ``weights_only=True`` and check its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"training checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise CGNBenchError(f"cannot read training checkpoint {path}: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CGNBenchError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    return ckpt
+    return read_checkpoint(path, CHECKPOINT_FORMAT, "training checkpoint")
 
 
 def reproduce_command(
@@ -563,8 +544,7 @@ class MnistGeneratorTrainer:
         self.data_dir = data_dir
         self.iteration = 0
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-        self._log_window: dict[str, list[float]] = {}
-        self._window_start = time.perf_counter()
+        self.log = TrainingLog(self.out_dir, config.log_every)
 
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
@@ -600,7 +580,8 @@ class MnistGeneratorTrainer:
         self.labels = data.labels.to(torch.long)
         self.resumed_from: Path | None = None
         self._resume_logged = False
-        if resume and (latest := self._latest_loadable()) is not None:
+        latest = latest_loadable_checkpoint(self.out_dir, load_checkpoint) if resume else None
+        if latest is not None:
             self.load_state(load_checkpoint(latest))
             self.resumed_from = latest
 
@@ -710,8 +691,8 @@ class MnistGeneratorTrainer:
         cfg = self.config
         if self.resumed_from is not None and not self._resume_logged:
             self._resume_logged = True
-            self._truncate_log(self.iteration)
-            self._log(
+            self.log.truncate_after(self.iteration)
+            self.log.write(
                 {
                     "event": "resume",
                     "iteration": self.iteration,
@@ -719,7 +700,7 @@ class MnistGeneratorTrainer:
                 }
             )
         elif self.iteration == 0:
-            self._log(
+            self.log.write(
                 {
                     "event": "start",
                     "iteration": 0,
@@ -728,22 +709,18 @@ class MnistGeneratorTrainer:
                     "command": self.command,
                 }
             )
-        start_iteration, t0 = self.iteration, time.perf_counter()
-        self._window_start = t0
+        start_iteration, t0 = self.iteration, self.log.start_window()
         while self.iteration < target:
             losses = self.train_step()
             it = self.iteration
-            for k, v in losses.items():
-                self._log_window.setdefault(k, []).append(v)
             if self.on_step is not None:
                 self.on_step(it, losses)
-            if it % cfg.log_every == 0 or it == target:
-                self._flush_losses()
+            self.log.add_losses(it, losses)
             if it % cfg.sample_every == 0 and it != target:
                 self.sample(f"it{it:08d}")
             if it % cfg.checkpoint_every == 0 and it != target:
                 self.save_checkpoint()
-        self._flush_losses()
+        self.log.flush_losses(self.iteration)
         final_samples = self.sample(f"it{self.iteration:08d}_final")
         checkpoint = self.save_checkpoint()
         done = self.iteration - start_iteration
@@ -759,42 +736,6 @@ class MnistGeneratorTrainer:
 
     # -- logging, sampling --
 
-    def _log(self, record: dict[str, Any]) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / "train_log.jsonl", "a") as f:
-            f.write(json.dumps(jsonable(record)) + "\n")
-
-    def _truncate_log(self, iteration: int) -> None:
-        """Drop log lines past ``iteration`` (written after the checkpoint we resume from)."""
-        path = self.out_dir / "train_log.jsonl"
-        if not path.is_file():
-            return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line).get("iteration", 0) <= iteration:
-                    keep.append(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line
-        atomic_write_text("".join(k + "\n" for k in keep), path)
-
-    def _flush_losses(self) -> None:
-        if not self._log_window:
-            return
-        now = time.perf_counter()
-        n = len(next(iter(self._log_window.values())))
-        means = {k: sum(v) / len(v) for k, v in self._log_window.items()}
-        self._log(
-            {
-                "event": "losses",
-                "iteration": self.iteration,
-                "n": n,
-                "losses": means,
-                "seconds_per_iteration": (now - self._window_start) / n,
-            }
-        )
-        self._log_window, self._window_start = {}, now
-
     def sample(self, prefix: str) -> dict[str, Any]:
         """Write the sample grids (and, for the CGN, log the collapse indicator)."""
         cfg, folder = self.config, self.out_dir / "samples"
@@ -804,7 +745,7 @@ class MnistGeneratorTrainer:
             return {"paths": [str(p) for p in paths]}
         paths = save_cgn_grids(self.generator, folder, prefix, cfg.grid_per_class, seed)
         collapse = mask_collapse_indicators(self.generator, cfg.collapse_per_class, seed)
-        self._log({"event": "collapse", "iteration": self.iteration, **collapse})
+        self.log.write({"event": "collapse", "iteration": self.iteration, **collapse})
         return {"paths": [str(p) for p in paths], "collapse": collapse}
 
     # -- checkpoints --
@@ -835,31 +776,11 @@ class MnistGeneratorTrainer:
         }
 
     def save_checkpoint(self) -> Path:
-        path = self.out_dir / "checkpoints" / f"ckpt_{self.iteration:08d}.pt"
-        atomic_torch_save(self.state(), path)
-        for _, old in _checkpoint_paths(self.out_dir)[: -self.config.keep_checkpoints]:
-            old.unlink(missing_ok=True)
-        return path
-
-    def _latest_loadable(self) -> Path | None:
-        """The newest checkpoint that loads; older ones are tried (with a warning) only when a
-        newer one is unreadable; an error when there are checkpoints but none loads."""
-        found = _checkpoint_paths(self.out_dir)
-        errors = []
-        for _, path in reversed(found):
-            try:
-                load_checkpoint(path)
-            except CGNBenchError as exc:
-                errors.append(str(exc))
-                warnings.warn(f"skipping unreadable checkpoint {path}: {exc}", stacklevel=3)
-                continue
-            return path
-        if errors:
-            raise CGNBenchError(
-                f"{self.out_dir} has checkpoints but none can be read ({errors[0]}); "
-                "move them away to start afresh"
-            )
-        return None
+        """``ckpt_<iteration>.pt`` in ``out/checkpoints``, then keep the newest
+        ``keep_checkpoints`` (:func:`~robustbench_cgn.training_run.write_checkpoint`)."""
+        return write_checkpoint(
+            self.out_dir, self.iteration, self.state(), self.config.keep_checkpoints
+        )
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
         """Restore a checkpoint; refuses one from a different configuration or VGG file."""
