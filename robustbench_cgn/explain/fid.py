@@ -34,7 +34,8 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
         if candidate.is_file():
             return candidate
     raise DataNotFoundError(
-        f"FID and the Inception Score need the Inception weights {INCEPTION_FILE}: download {INCEPTION_URL} "
+        f"FID and the Inception Score need the Inception weights {INCEPTION_FILE}: "
+        f"download {INCEPTION_URL} "
         f"and set CGNBENCH_INCEPTION_WEIGHTS to it (or put it in {candidates[-1].parent})"
     )
 
