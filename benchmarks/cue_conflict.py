@@ -127,12 +127,13 @@ class CueConflictShapeBias(ImageNetBenchmark):
             score = shape_bias(decisions, shapes, textures)
             scores[head] = score
             suffix = f"_{head.replace('+', '-')}" if head else ""
-            write_raw_data(
-                ctx.artifacts_dir / f"decisions{suffix}.csv",
-                f"{classifier.name}{suffix}",
-                names,
-                decisions,
-            )
+            if ctx.is_main:
+                write_raw_data(
+                    ctx.artifacts_dir / f"decisions{suffix}.csv",
+                    f"{classifier.name}{suffix}",
+                    names,
+                    decisions,
+                )
             key = head_key(head)
             yield MetricResult("shape_bias", score.shape_bias, score.n, PROTOCOL, key, extra)
             yield MetricResult("shape_fraction", score.shape_fraction, score.n, PROTOCOL, key)
@@ -146,6 +147,8 @@ class CueConflictShapeBias(ImageNetBenchmark):
                     head_key(head, f"category={category}"),
                 )
         plotted = {(f"{classifier.name} {h}".strip()): s for h, s in scores.items()}
+        if not ctx.is_main:
+            return
         humans = self._human_scores(ctx)
         if humans is not None:
             plotted["humans"] = humans

@@ -104,7 +104,7 @@ class MnistGradCamIoU(Benchmark):
         with ctx.progress.task(f"{self.name}: GradCAM", total=n) as bar:
             for cams in batched_cams(model, layer, batches()):
                 stop = done + len(cams)
-                if done == 0 and config.figures:
+                if done == 0 and config.figures and ctx.is_main:
                     self._save_overlays(test, cams, predicted, ctx)
                 iou = mask_iou(cams, masks[done:stop], config.threshold)
                 fg[done:stop], mean[done:stop] = iou.foreground, iou.mean
@@ -118,7 +118,7 @@ class MnistGradCamIoU(Benchmark):
                 yield _summary(name, values[chosen], proto, f"class{digit}")
         accuracy = 100.0 * (predicted == labels).float().mean().item()
         yield MetricResult("test_acc", accuracy, n=n, protocol=proto)
-        if config.figures:
+        if config.figures and ctx.is_main:
             self._save_tsne(classifier, test, ctx)
 
     def _save_overlays(self, test, cams, predicted, ctx: RunContext) -> None:

@@ -156,14 +156,15 @@ class NaturalImageGradCamIoU(Benchmark):
         iou = mask_iou(cams, masks, self.config.threshold)
         names = imagenet_names()
         captions = [names[int(p)][:16] for p in predicted]
-        save_cam_overlays(
-            ctx.artifacts_dir / "gradcam_overlays.png",
-            images,
-            cams,
-            masks.float(),
-            captions,
-            f"{self.name}: GradCAM of the predicted class",
-        )
+        if ctx.is_main:
+            save_cam_overlays(
+                ctx.artifacts_dir / "gradcam_overlays.png",
+                images,
+                cams,
+                masks.float(),
+                captions,
+                f"{self.name}: GradCAM of the predicted class",
+            )
         protocol = self.protocol()
         for metric, values in (("fg_iou", iou.foreground), ("mean_iou", iou.mean)):
             extra = {"std": float(values.std()) if len(values) > 1 else 0.0}

@@ -3,36 +3,55 @@
 Saves go to a temporary file that is renamed into place, so a kill mid-save leaves the
 previous checkpoint intact. Loading always uses ``weights_only=True``: a checkpoint cannot
 execute code.
+
+With several processes (``torchrun``) a checkpointer given the run's ``distributed`` saves on
+rank 0 only and loads on rank 0, broadcasting the state to the other ranks (their nodes need
+not see rank 0's files).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from .errors import CGNBenchError
 
+if TYPE_CHECKING:
+    from .distributed import Distributed
+
 
 class Checkpointer:
     """Named checkpoints inside one folder (a run's working directory)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, distributed: Distributed | None = None):
         self.folder = Path(folder)
+        self.distributed = distributed
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}.pt"
 
     def save(self, name: str, state: dict[str, Any]) -> Path:
+        """Write ``state`` (on the main process only when several processes run)."""
         target = self.path(name)
-        atomic_torch_save(state, target)
+        if self.distributed is None or self.distributed.is_main:
+            atomic_torch_save(state, target)
         return target
 
     def load(self, name: str, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-        """The saved state, or ``None`` when there is no checkpoint of that name."""
+        """The saved state, or ``None`` when there is no checkpoint of that name. With several
+        processes every rank must call it: rank 0 reads, the others receive its state."""
+        if self.distributed is None or not self.distributed.enabled:
+            return self._load(name, map_location)
+        state = self.distributed.on_main(self._load, name, "cpu")
+        if state is None or torch.device(map_location).type == "cpu":
+            return state
+        return _to_device(state, torch.device(map_location))
+
+    def _load(self, name: str, map_location: str | torch.device) -> dict[str, Any] | None:
         target = self.path(name)
         if not target.exists():
             return None
@@ -48,7 +67,18 @@ class Checkpointer:
         return self.path(name).exists()
 
     def remove(self, name: str) -> None:
-        self.path(name).unlink(missing_ok=True)
+        if self.distributed is None or self.distributed.is_main:
+            self.path(name).unlink(missing_ok=True)
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(item, device) for item in value)
+    return value
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:

@@ -13,6 +13,7 @@ import torch
 
 from .checkpoint import Checkpointer
 from .components import TrainingSet
+from .distributed import Distributed, current
 from .progress import ProgressReporter
 
 
@@ -26,6 +27,9 @@ class RunContext:
     a finished training instead of repeating it. ``cache_dir`` is shared between runs (built
     datasets, downloads). ``data_dir`` is the user's local data root (``--data-dir`` /
     ``CGNBENCH_DATA``).
+
+    ``distributed`` says which of the run's processes this is (``torchrun``; one process
+    otherwise): only the main one (``is_main``) writes files that outlive the run.
     """
 
     run_id: str
@@ -41,14 +45,26 @@ class RunContext:
     train_set: TrainingSet | None = None  # what the classifier was trained on (set by the runner)
     checkpoint_dir: Path | None = None  # default: <workdir>/checkpoints
     source_generator: Any = None  # the run's Generator (set by the runner; quality benchmarks)
+    distributed: Distributed = field(default_factory=current)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run's files (always, unless under torchrun, where
+        rank 0 does): skip figures and other outputs when it is not."""
+        return self.distributed.is_main
 
     @property
     def checkpoints(self) -> Checkpointer:
-        return Checkpointer(self.checkpoint_dir or self.workdir / "checkpoints")
+        """Saved by the main process only; loaded by it and broadcast to the others."""
+        folder = self.checkpoint_dir or self.workdir / "checkpoints"
+        return Checkpointer(folder, distributed=self.distributed)
 
     @property
     def artifacts_dir(self) -> Path:
-        """Where figures and other outputs of this run go (listed by ``cgnbench show``)."""
+        """Where figures and other outputs of this run go (listed by ``cgnbench show``). In
+        a process other than the main one, a private temporary folder that is thrown away."""
+        if not self.is_main:
+            return self.distributed.scratch_dir("artifacts")
         path = self.workdir / "artifacts"
         path.mkdir(parents=True, exist_ok=True)
         return path

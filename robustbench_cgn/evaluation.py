@@ -1,15 +1,17 @@
-"""Run a classifier over a dataset in batches: one place for device, precision and progress."""
+"""Run a classifier over a dataset in batches: one place for device, precision, progress and,
+under torchrun, sharding over the processes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .components import Classifier
 from .context import RunContext
 from .device import autocast
+from .errors import CGNBenchError
 
 
 @dataclass
@@ -32,7 +34,17 @@ def predict_dataset(
     batch_size: int = 256,
     description: str = "evaluating",
 ) -> Predictions:
-    """Predict every item of ``dataset`` (yielding ``(image, target)``) in order."""
+    """Predict every item of ``dataset`` (yielding ``(image, target)``) in order.
+
+    With several processes (``ctx.distributed``) each rank predicts its contiguous block of
+    whole batches (:meth:`~robustbench_cgn.distributed.Distributed.shard_range`) and every rank
+    gets all predictions back in dataset order: the same batches as in one process, so the
+    same logits and metrics. Every rank must call it, with the same dataset."""
+    dist = ctx.distributed
+    if dist.enabled:
+        check_same_length(ctx, len(dataset), description)  # type: ignore[arg-type]
+        shard = dist.shard_range(len(dataset), batch_size)  # type: ignore[arg-type]
+        dataset = Subset(dataset, shard)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -49,10 +61,35 @@ def predict_dataset(
         for head, logits in outputs.items():
             per_head.setdefault(head, []).append(logits.float().cpu())
         targets.append(torch.as_tensor(batch_targets).cpu())
+    if dist.enabled:
+        per_head, targets = merge_shards(dist.all_gather_object((per_head, targets)))
     return Predictions(
         logits={head: torch.cat(chunks) for head, chunks in per_head.items()},
         targets=torch.cat(targets) if targets else torch.empty(0, dtype=torch.long),
     )
+
+
+def check_same_length(ctx: RunContext, n: int, description: str) -> None:
+    """Sharded evaluation needs the same dataset on every rank; say so if it is not."""
+    lengths = ctx.distributed.all_gather_object(n)
+    if len(set(lengths)) > 1:
+        raise CGNBenchError(
+            f"{description}: the ranks hold datasets of different lengths {lengths}; a "
+            "benchmark must build the same evaluation data on every process"
+        )
+
+
+def merge_shards(
+    shards: list[tuple[dict[str, list[torch.Tensor]], list[torch.Tensor]]],
+) -> tuple[dict[str, list[torch.Tensor]], list[torch.Tensor]]:
+    """Per-head chunks and target chunks of all ranks, in rank (= dataset) order."""
+    per_head: dict[str, list[torch.Tensor]] = {}
+    targets: list[torch.Tensor] = []
+    for shard_heads, shard_targets in shards:
+        for head, chunks in shard_heads.items():
+            per_head.setdefault(head, []).extend(chunks)
+        targets.extend(shard_targets)
+    return per_head, targets
 
 
 def accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int = 1) -> float:

@@ -3,6 +3,10 @@
 The runner is the only place that writes to the results store during a run: every metric is
 committed as soon as a benchmark yields it, so an interruption keeps what was measured and
 the next attempt (same run identity) continues in the same working folder.
+
+Under torchrun every process runs the same plan (generation, training with DDP, sharded
+evaluation); rank 0 alone reads and writes the store and the run folder and shares its
+decisions (skip, resume, metrics already recorded) with the other ranks.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .components import (
 from .config import build_config, config_as_dict
 from .context import RunContext, seed_everything
 from .device import PRECISION_CHOICES, resolve_device
+from .distributed import Distributed, current
 from .errors import CGNBenchError, ConfigError, IncompatibleError
 from .identity import RunSpec
 from .plugin_manager import PluginSystem
@@ -81,14 +86,21 @@ class Runner:
     def __init__(
         self,
         plugins: PluginSystem,
-        store: ResultsStore,
+        store: ResultsStore | None,
         paths: Paths,
         progress: ProgressReporter | None = None,
+        distributed: Distributed | None = None,
     ):
+        """``store`` may be ``None`` on ranks other than 0 (they never touch it);
+        ``distributed`` defaults to the process's (:func:`~robustbench_cgn.distributed.current`).
+        """
         self.plugins = plugins
         self.store = store
         self.paths = paths
         self.progress = progress or ProgressReporter(quiet=True)
+        self.distributed = distributed or current()
+        if self.distributed.is_main and store is None:
+            raise ValueError("the main process needs a results store")
 
     # -- planning ----------------------------------------------------------------------------
     def plan(self, request: RunRequest) -> PlannedRun:
@@ -165,13 +177,14 @@ class Runner:
         context = RunContext(
             run_id="",
             seed=request.seed,
-            device=resolve_device(request.device),
+            device=self.distributed.local_device(resolve_device(request.device)),
             workdir=self.paths.runs / "pending",
             cache_dir=self.paths.cache,
             data_dir=self.paths.data,
             precision=request.precision,
             num_workers=request.num_workers,
             progress=self.progress,
+            distributed=self.distributed,
         )
         generator_identity = generator.identity(task, context)
         if request.mix == "original+generated":
@@ -227,10 +240,41 @@ class Runner:
     # -- running -----------------------------------------------------------------------------
     def run(self, request: RunRequest) -> RunOutcome:
         planned = self.plan(request)
-        run_id, ctx = planned.run_id, planned.context
-        existing = self.store.get_run(run_id)
+        run_id, ctx, dist = planned.run_id, planned.context, self.distributed
+        start = dist.on_main(self._start, planned, request)
+        if start.skipped is not None:
+            return RunOutcome(run_id, "skipped", False, start.skipped, [])
+        ctx.recorded_metrics = start.recorded_metrics
+        if start.resumed:
+            ctx.log(f"resuming run {run_id} ({len(ctx.recorded_metrics)} metrics already recorded)")
+        provenance = start.provenance
+        started = time.perf_counter()
+        try:
+            metrics, data_provenance = self._execute(planned, request)
+        except BaseException as exc:
+            if dist.is_main:
+                reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+                self._store().finish_run(
+                    run_id,
+                    status="incomplete",
+                    wall_time_s=time.perf_counter() - started,
+                    error=reason,
+                )
+            raise
+        provenance["training_data"] = data_provenance
+        record = dist.on_main(self._finish, run_id, time.perf_counter() - started, provenance)
+        return RunOutcome(run_id, "complete", start.resumed, record, metrics)
+
+    def _store(self) -> ResultsStore:
+        assert self.store is not None, "only the main process writes the results store"
+        return self.store
+
+    def _start(self, planned: PlannedRun, request: RunRequest) -> _Start:
+        """Rank 0: skip a finished run, refuse a live one, else (re)start its record."""
+        store, run_id, ctx = self._store(), planned.run_id, planned.context
+        existing = store.get_run(run_id)
         if existing is not None and existing.status == "complete" and not request.force:
-            return RunOutcome(run_id, "skipped", False, existing, [])
+            return _Start(skipped=existing)
         if existing is not None and existing.status == "running" and not existing.is_stale():
             raise CGNBenchError(
                 f"run {run_id} is being run by process {existing.pid} on {existing.host}; "
@@ -246,7 +290,9 @@ class Runner:
         provenance = collect(ctx.device, {p.name: p.version for p in self.plugins.plugins})
         provenance["precision"] = ctx.precision
         provenance["checkpoint_dir"] = str(ctx.checkpoints.folder)
-        self.store.start_run(
+        if self.distributed.enabled:
+            provenance["distributed"] = self.distributed.describe()
+        store.start_run(
             run_id,
             generator=spec.generator,
             classifier=spec.classifier,
@@ -259,31 +305,18 @@ class Runner:
             workdir=str(ctx.workdir),
             fresh=request.force,
         )
-        ctx.recorded_metrics = self.store.recorded_metric_keys(run_id)
-        if resumed:
-            ctx.log(f"resuming run {run_id} ({len(ctx.recorded_metrics)} metrics already recorded)")
-        started = time.perf_counter()
-        try:
-            metrics, data_provenance = self._execute(planned, request)
-        except BaseException as exc:
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
-            self.store.finish_run(
-                run_id,
-                status="incomplete",
-                wall_time_s=time.perf_counter() - started,
-                error=reason,
-            )
-            raise
-        provenance["training_data"] = data_provenance
-        self.store.finish_run(
-            run_id,
-            status="complete",
-            wall_time_s=time.perf_counter() - started,
+        return _Start(
+            resumed=resumed,
+            recorded_metrics=store.recorded_metric_keys(run_id),
             provenance=provenance,
         )
-        record = self.store.get_run(run_id)
+
+    def _finish(self, run_id: str, wall_time_s: float, provenance: dict[str, Any]) -> RunRecord:
+        store = self._store()
+        store.finish_run(run_id, status="complete", wall_time_s=wall_time_s, provenance=provenance)
+        record = store.get_run(run_id)
         assert record is not None
-        return RunOutcome(run_id, "complete", resumed, record, metrics)
+        return record
 
     def _execute(
         self, planned: PlannedRun, request: RunRequest
@@ -291,19 +324,24 @@ class Runner:
         ctx, task = planned.context, planned.benchmark.task
         seed_everything(ctx.seed)
         ctx.source_generator = planned.generator
+        dist = self.distributed
         if planned.classifier is None:  # the benchmark scores the generator itself
             return self._evaluate(planned, None), None
-        train_set = planned.generator.generate(task, ctx)
+        with dist.main_first():  # rank 0 fills the caches (generated sets), the others read them
+            train_set = planned.generator.generate(task, ctx)
         if request.mix == "original+generated":
-            original = self._original().generate(task, ctx)
+            with dist.main_first():
+                original = self._original().generate(task, ctx)
             if train_set is None or original is None:
                 raise IncompatibleError("mix 'original+generated' needs data from both generators")
             train_set = concat_training_sets(original, train_set)
         _check_training_set(train_set, task.num_classes)
         ctx.train_set = train_set
-        planned.classifier.build(task, ctx)
+        with dist.main_first():  # e.g. weights converted once into the cache
+            planned.classifier.build(task, ctx)
         if train_set is not None:
             planned.classifier.fit(train_set, ctx)
+            dist.sync_module(getattr(planned.classifier, "model", None))  # one model scores
         provenance = None if train_set is None else train_set.provenance
         return self._evaluate(planned, planned.classifier), provenance
 
@@ -321,16 +359,27 @@ class Runner:
                     f"{result.name!r} (declared: {', '.join(specs)})"
                 )
             now = time.perf_counter()
-            self.store.record_metric(
-                ctx.run_id,
-                result,
-                higher_is_better=spec.higher_is_better,
-                main=spec.main,
-                wall_time_s=now - last,
-            )
+            if ctx.is_main:
+                self._store().record_metric(
+                    ctx.run_id,
+                    result,
+                    higher_is_better=spec.higher_is_better,
+                    main=spec.main,
+                    wall_time_s=now - last,
+                )
             last = now
             collected.append(result)
         return collected
+
+
+@dataclass
+class _Start:
+    """What rank 0 found when starting a run, shared with the other ranks."""
+
+    skipped: RunRecord | None = None
+    resumed: bool = False
+    recorded_metrics: set[tuple[str, str]] = field(default_factory=set)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def _check_training_set(train_set: TrainingSet | None, num_classes: int) -> None:

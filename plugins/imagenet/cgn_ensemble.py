@@ -243,7 +243,7 @@ class CGNEnsemble(ImageNetClassifier):
             )
         self.history = history
         self.model.eval()
-        if history:
+        if history and ctx.is_main:
             (ctx.artifacts_dir / "training_history.json").write_text(json.dumps(history, indent=2))
             save_training_curves(
                 ctx.artifacts_dir / "training_curves.png",

@@ -102,9 +102,10 @@ class CGNGenerator(Generator):
         data = cached_image_set(
             ctx, key, config.n_counterfactuals, "generating counterfactuals", write
         )
-        cgn = load_cgn_checkpoint(path, mask_activation=config.mask_activation)
-        save_mechanism_gallery(cgn, ctx.artifacts_dir / "cgn_mechanisms.png", seed=ctx.seed)
-        save_independence_grid(cgn, ctx.artifacts_dir / "cgn_counterfactual_grid.png", ctx.seed)
+        if ctx.is_main:
+            cgn = load_cgn_checkpoint(path, mask_activation=config.mask_activation)
+            save_mechanism_gallery(cgn, ctx.artifacts_dir / "cgn_mechanisms.png", seed=ctx.seed)
+            save_independence_grid(cgn, ctx.artifacts_dir / "cgn_counterfactual_grid.png", ctx.seed)
         provenance = {
             "source": "cgn-counterfactuals",
             "weights": label,

@@ -27,6 +27,12 @@ class MnistCNN(Classifier):
     Batches are gathered straight from the training tensors (no per-image DataLoader work)
     in an order drawn from ``(seed, epoch)``, so an interrupted training resumes at the next
     epoch and ends with the same weights as an uninterrupted one.
+
+    Under torchrun it trains with DDP: every rank draws the same global batches of
+    ``batch_size`` and takes its contiguous part (``batch_size / world_size`` images), the
+    input BatchNorm normalises with the statistics of the global batch, and the all-reduced
+    gradient is that of the global batch's mean loss: the same algorithm as one process, equal
+    up to floating-point summation order.
     """
 
     name = "mnist-cnn"
@@ -68,6 +74,8 @@ class MnistCNN(Classifier):
             ctx.log(f"mnist-cnn: resuming after epoch {start_epoch}")
         data = IndexedTensors.from_dataset(train_set.dataset)
         steps = -(-len(data) // config.batch_size)
+        dist = ctx.distributed
+        model = dist.wrap(self.model)  # DDP under torchrun, the model itself in one process
         for epoch in range(start_epoch, config.epochs):
             self.model.train()
             order = torch.Generator().manual_seed(ctx.seed * 1_000 + epoch)
@@ -75,21 +83,24 @@ class MnistCNN(Classifier):
             with ctx.progress.task(
                 f"mnist-cnn epoch {epoch + 1}/{config.epochs}", total=steps
             ) as bar:
-                for step, (images, labels) in enumerate(data.batches(config.batch_size, order)):
+                batches = data.batch_indices(config.batch_size, order)
+                for step, batch in enumerate(batches):
+                    images, labels = data.gather(dist.shard_batch(batch))
                     images = uint8_to_model_input(images.to(ctx.device, non_blocking=True))
                     labels = labels.to(ctx.device, non_blocking=True)
                     with autocast(ctx.device, ctx.precision):
-                        output = self.model(images)
-                    loss = F.nll_loss(output.float(), labels)
+                        output = model(images)
+                    loss = dist.batch_loss(F.nll_loss, output.float(), labels, len(batch))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    total_loss += loss.item() * len(labels)
+                    total_loss += loss.item() * len(batch) / dist.world_size  # this rank's sum
                     correct += int((output.argmax(1) == labels).sum())
                     seen += len(labels)
                     if step % 50 == 0:
-                        bar.update(0, status=f"loss {total_loss / seen:.3f}")
+                        bar.update(0, status=f"loss {total_loss / max(seen, 1):.3f}")
                     bar.update(1)
+            total_loss, correct, seen = dist.sum_over_ranks(total_loss, correct, seen)
             scheduler.step()
             seconds = time.perf_counter() - started
             history.append(
@@ -110,12 +121,13 @@ class MnistCNN(Classifier):
                     "history": json.dumps(history),
                 },
             )
-        (ctx.artifacts_dir / "training_history.json").write_text(json.dumps(history, indent=2))
-        save_training_curves(
-            ctx.artifacts_dir / "training_curves.png",
-            history,
-            f"mnist-cnn on {train_set.provenance.get('source', 'its data')}",
-        )
+        if ctx.is_main:
+            (ctx.artifacts_dir / "training_history.json").write_text(json.dumps(history, indent=2))
+            save_training_curves(
+                ctx.artifacts_dir / "training_curves.png",
+                history,
+                f"mnist-cnn on {train_set.provenance.get('source', 'its data')}",
+            )
         self.history = history
         self.model.eval()
 

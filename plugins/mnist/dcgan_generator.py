@@ -81,7 +81,8 @@ class DCGANBaselineGenerator(Generator):
 
         key = f"dcgan-{digest[:16]}-n{config.n_samples}-s{ctx.seed}"
         data = cached_image_set(ctx, key, config.n_samples, "sampling the DCGAN", write)
-        save_dcgan_grid(load_dcgan_generator(path), ctx.artifacts_dir, "dcgan", seed=ctx.seed)
+        if ctx.is_main:
+            save_dcgan_grid(load_dcgan_generator(path), ctx.artifacts_dir, "dcgan", seed=ctx.seed)
         provenance = {
             "source": "dcgan-samples",
             "weights": label,

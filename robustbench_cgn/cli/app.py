@@ -21,6 +21,7 @@ class App:
     quiet: bool = False
     blocked: tuple[str, ...] = ()
     autoload: bool | None = None
+    argv: tuple[str, ...] | None = None  # the invocation (`run --launcher` reruns it)
     console: Console = field(default_factory=Console)
     err_console: Console = field(default_factory=lambda: Console(stderr=True))
 

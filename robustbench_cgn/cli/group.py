@@ -7,6 +7,7 @@ import warnings
 
 import click
 
+from ..distributed import environment
 from ..errors import CGNBenchError
 from ..plugin_manager import load_plugins
 from .app import App
@@ -79,7 +80,17 @@ def cli(ctx: click.Context, results, quiet, blocked, no_autoload) -> None:
         quiet=quiet,
         blocked=tuple(blocked),
         autoload=False if no_autoload else None,
+        argv=_invocation_args,
     )
+
+
+_invocation_args: tuple[str, ...] | None = None  # set by main()
+
+
+def _rank_prefix() -> str:
+    """``[rank N] `` in the processes of a torchrun launch (each may report its error)."""
+    found = environment()
+    return f"[rank {found[0]}] " if found is not None and found[1] > 1 else ""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,11 +104,14 @@ def main(argv: list[str] | None = None) -> None:
         sweeping,
     )
 
+    global _invocation_args
     warnings.filterwarnings("default", module="robustbench_cgn")
+    args = list(sys.argv[1:] if argv is None else argv)
+    _invocation_args = tuple(args)
     try:
-        cli.main(args=argv, prog_name="cgnbench", standalone_mode=False)
+        cli.main(args=args, prog_name="cgnbench", standalone_mode=False)
     except CGNBenchError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        click.secho(f"{_rank_prefix()}error: {exc}", fg="red", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.secho("interrupted; rerun the same command to resume", fg="yellow", err=True)

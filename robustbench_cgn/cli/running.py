@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 import click
 from rich.table import Table
 
+from .. import distributed
 from ..config import load_config_file, parse_set_options
-from ..device import DEVICE_CHOICES, PRECISION_CHOICES
+from ..device import DEVICE_CHOICES, PRECISION_CHOICES, resolve_device
 from ..errors import CGNBenchError, ConfigError
 from ..render import format_value
 from ..runner import MIX_CHOICES, Runner, RunRequest
@@ -87,6 +89,19 @@ def _run_option(run_table: dict[str, Any], name: str, given: Any, default: Any) 
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes.")
 @click.option("--force", is_flag=True, help="Rerun even if this exact run already finished.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (same as cgnbench -q run).")
+@click.option(
+    "--launcher",
+    type=click.Choice(distributed.LAUNCHER_CHOICES),
+    default="none",
+    help="torchrun: start --nproc processes of this command with torchrun (one node; DDP "
+    "training, sharded evaluation). Runs started by torchrun itself need no option.",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes for --launcher torchrun (default: one per GPU, else 1).",
+)
 @click.pass_obj
 def run_command(
     app: App,
@@ -103,13 +118,24 @@ def run_command(
     workers,
     force,
     quiet,
+    launcher,
+    nproc,
 ) -> None:
     """Train a classifier on a generator's data and score it on a benchmark.
 
     Each (generator, classifier, benchmark, config, seed, data, weights) combination is one
     run with a stable id: rerunning a finished run does nothing (use --force), and an
     interrupted run resumes where it stopped.
+
+    Under torchrun (`torchrun --nproc-per-node N -m robustbench_cgn run ...`, or
+    `--launcher torchrun --nproc N`) the processes train with DDP and split the evaluation;
+    rank 0 records the results.
     """
+    if launcher == "torchrun" and not distributed.launched_by_torchrun():
+        args = app.argv if app.argv is not None else tuple(sys.argv[1:])
+        sys.exit(distributed.relaunch(nproc or distributed.default_nproc(), args))
+    if nproc is not None and launcher != "torchrun":
+        raise ConfigError("--nproc needs --launcher torchrun")
     if quiet:
         app.quiet = True
     file_config = load_config_file(config_file) if config_file else {}
@@ -132,13 +158,28 @@ def run_command(
         num_workers=_run_option(run_table, "workers", workers, 0),
         force=force,
     )
-    runner = Runner(app.plugins, app.store, app.paths(data_dir), app.progress)
+    with distributed.session(resolve_device(request_args["device"])) as dist:
+        if not dist.is_main:
+            app.quiet = True  # rank 0 reports progress and results
+        runner = Runner(
+            app.plugins,
+            app.store if dist.is_main else None,
+            app.paths(data_dir),
+            app.progress,
+            distributed=dist,
+        )
+        _run_seeds(app, runner, seeds, request_args, dist.is_main)
+
+
+def _run_seeds(app: App, runner: Runner, seeds, request_args: dict[str, Any], report: bool) -> None:
     summary = Table(title="runs", title_justify="left")
     for column in ("run id", "seed", "status", "metrics"):
         summary.add_column(column)
     for seed in seeds:
-        with warnings_once(app):
+        with warnings_once(app, show=report):
             outcome = runner.run(RunRequest(seed=seed, **request_args))
+        if not report:
+            continue
         if outcome.status == "skipped":
             status = "already complete (use --force to rerun)"
             metrics = app.store.metrics_frame().query("run_id == @outcome.run_id and key == ''")
@@ -148,20 +189,21 @@ def run_command(
             values = {m.name: m.value for m in outcome.metrics if m.key == ""}
         text = ", ".join(f"{name}={format_value(value)}" for name, value in values.items())
         summary.add_row(outcome.run_id, str(seed), status, text)
-    app.console.print(summary)
+    if report:
+        app.console.print(summary)
 
 
 @contextlib.contextmanager
-def warnings_once(app: App) -> Iterator[None]:
+def warnings_once(app: App, show: bool = True) -> Iterator[None]:
     """Show each distinct warning of a run once, as one yellow line (data fallbacks say
-    the same thing at every lookup)."""
+    the same thing at every lookup); ``show=False`` swallows them (ranks other than 0)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             yield
         finally:
-            for message in dict.fromkeys(str(w.message) for w in caught):
+            for message in dict.fromkeys(str(w.message) for w in caught if show):
                 app.err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 

@@ -58,12 +58,19 @@ class IndexedTensors:
                 out_labels[selected] = labels[local].long()
         return out_images, out_labels
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None):
-        """Yield shuffled (when ``generator`` is given) batches covering every item once."""
+    def batch_indices(self, batch_size: int, generator: torch.Generator | None = None):
+        """Yield the global indices of shuffled (when ``generator`` is given) batches covering
+        every item once (under DDP every rank draws the same ones and gathers its part,
+        ``ctx.distributed.shard_batch``)."""
         order = (
             torch.randperm(len(self), generator=generator)
             if generator is not None
             else torch.arange(len(self))
         )
         for start in range(0, len(order), batch_size):
-            yield self.gather(order[start : start + batch_size])
+            yield order[start : start + batch_size]
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None):
+        """Yield shuffled (when ``generator`` is given) batches covering every item once."""
+        for indices in self.batch_indices(batch_size, generator):
+            yield self.gather(indices)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
@@ -23,6 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..components import Classifier
 from ..context import RunContext
 from ..device import autocast
+from ..evaluation import check_same_length
 from ..imagenet import InputConfig
 
 # torchvision 0.29 deprecates its image codecs in favour of torchcodec; they remain the
@@ -164,11 +165,20 @@ def predict_images(
     workers: int | None = None,
 ) -> ImagePredictions:
     """Run ``classifier`` over ``dataset``; undecodable images are skipped and reported.
-    ``workers`` decode in parallel (default: :func:`default_workers`; 0 = main process)."""
+    ``workers`` decode in parallel (default: :func:`default_workers`; 0 = main process).
+
+    With several processes each rank predicts a contiguous block of whole batches and every
+    rank gets all predictions and failures back in dataset order (as
+    :func:`~robustbench_cgn.evaluation.predict_dataset`); every rank must call it."""
+    dist = ctx.distributed
+    items: Dataset = dataset
+    if dist.enabled:
+        check_same_length(ctx, len(dataset), description)
+        items = Subset(dataset, dist.shard_range(len(dataset), batch_size))
     if workers is None:
-        workers = default_workers(ctx) if len(dataset) > batch_size else 0
+        workers = default_workers(ctx) if len(items) > batch_size else 0  # type: ignore[arg-type]
     loader = DataLoader(
-        dataset,
+        items,
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -191,6 +201,10 @@ def predict_images(
             per_head.setdefault(head, []).append(logits.float().cpu())
         kept.append(indices[ok])
     failures = [(i, _failure_reason(dataset, i)) for i in failed]
+    if dist.enabled:
+        per_head, kept, failures = _merge_image_shards(
+            dist.all_gather_object((per_head, kept, failures))
+        )
     for index, reason in failures:
         ctx.log(f"skipped unreadable image {dataset.describe(index)}: {reason}")
     return ImagePredictions(
@@ -198,6 +212,19 @@ def predict_images(
         indices=torch.cat(kept) if kept else torch.empty(0, dtype=torch.long),
         failures=failures,
     )
+
+
+def _merge_image_shards(shards: list) -> tuple[dict, list, list]:
+    """The ranks' (per-head chunks, kept indices, failures), concatenated in rank order."""
+    per_head: dict[str, list[torch.Tensor]] = {}
+    kept: list[torch.Tensor] = []
+    failures: list[tuple[int, str]] = []
+    for shard_heads, shard_kept, shard_failures in shards:
+        for head, chunks in shard_heads.items():
+            per_head.setdefault(head, []).extend(chunks)
+        kept.extend(shard_kept)
+        failures.extend(shard_failures)
+    return per_head, kept, failures
 
 
 def _failure_reason(dataset: ImageDataset, index: int) -> str:

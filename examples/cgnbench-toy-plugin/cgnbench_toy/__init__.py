@@ -114,13 +114,22 @@ class ToyLinear(Classifier):
             ctx.log(f"resuming training from epoch {start}")
         images, labels = (t.to(ctx.device) for t in train_set.dataset.tensors)
         log = ctx.workdir / "epochs.log"
+        # Under torchrun: DDP, each rank takes its part of every batch of 100 and the loss
+        # whose all-reduced gradient is the batch mean's. In one process: the model, the
+        # whole batch and the plain mean loss.
+        dist = ctx.distributed
+        model = dist.wrap(self.model)
         with ctx.progress.task(
             "training toy-linear", total=self.config.epochs, completed=start
         ) as bar:
             for epoch in range(start, self.config.epochs):
                 for batch in torch.arange(len(labels)).split(100):
-                    loss = torch.nn.functional.cross_entropy(
-                        self.model(images[batch]), labels[batch]
+                    part = dist.shard_batch(batch)
+                    loss = dist.batch_loss(
+                        torch.nn.functional.cross_entropy,
+                        model(images[part]),
+                        labels[part],
+                        len(batch),
                     )
                     optimizer.zero_grad()
                     loss.backward()
@@ -134,8 +143,9 @@ class ToyLinear(Classifier):
                         "epoch": epoch + 1,
                     },
                 )
-                with log.open("a") as handle:
-                    handle.write(f"{epoch + 1}\n")
+                if ctx.is_main:  # checkpoints are saved by the main process only, too
+                    with log.open("a") as handle:
+                        handle.write(f"{epoch + 1}\n")
                 bar.update(1, status=f"loss {loss.item():.3f}")
 
     def predict(self, images: torch.Tensor) -> Mapping[str, torch.Tensor]:
