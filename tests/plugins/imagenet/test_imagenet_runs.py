@@ -25,7 +25,15 @@ def test_in9_original_from_the_samples_end_to_end(shared_data):
 
 
 def test_mnist_generators_do_not_serve_imagenet_benchmarks():
-    result = run_cli("run", "-g", "cgn", "-b", "in9", check=False)
+    result = run_cli("run", "-g", "dcgan", "-b", "in9", check=False)
     assert result.returncode != 0
     assert "does not support task 'imagenet'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cgn_on_an_imagenet_benchmark_is_the_imagenet_cgn(tmp_path):
+    """`--generator cgn` on in9 plans cgn-imagenet; offline without weights: one clear line."""
+    result = run_cli("run", "-g", "cgn", "-b", "in9", "--data-dir", str(tmp_path), check=False)
+    assert result.returncode != 0
+    assert "cgn-imagenet" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
