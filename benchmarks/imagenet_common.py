@@ -11,7 +11,6 @@ empty key, the others under ``head=<name>``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -143,9 +142,6 @@ class ImageNetBenchmark(Benchmark):
             "skipped": [data.names[i] for i, _ in predictions.failures][:50],
             "n_skipped": len(predictions.failures),
         }
-
-    def evaluate(self, classifier, ctx) -> Iterator:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 def image_files_by_folder(folder: Path, folders: list[Path]) -> tuple[list[Path], list[int]]:

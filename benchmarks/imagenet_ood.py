@@ -104,10 +104,10 @@ class TopKBenchmark(ImageNetBenchmark):
                 f"{self.name}: {folder} lacks {len(missing)} of the 1000 class folders "
                 f"(e.g. {', '.join(missing[:3])}). {self.source_spec.how_to_obtain}"
             )
-        paths, positions = image_files_by_folder(folder, wnid_folders(folder))
+        folders = wnid_folders(folder)
+        paths, positions = image_files_by_folder(folder, folders)
         index = imagenet_index()
-        names = [p.name for p in wnid_folders(folder)]
-        return paths, [index[names[k]] for k in positions]
+        return paths, [index[folders[k].name] for k in positions]
 
     def hf_target(self, label) -> int:
         return imagenet_index()[label] if isinstance(label, str) else int(label)

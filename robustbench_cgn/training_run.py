@@ -246,3 +246,18 @@ class TrainingLog:
         self.write(record)
         self._window, self._window_start = {}, now
         return record
+
+
+def environment_record(device: object) -> dict[str, object]:
+    """What a checkpoint records of the software it was written with (a resumed run on other
+    threads or another device is not bit-identical, so this is kept beside the state)."""
+    import platform
+
+    import torch
+
+    return {
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }

@@ -57,7 +57,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import time
 import warnings
 from collections.abc import Callable
@@ -78,6 +77,7 @@ from robustbench_cgn.errors import ConfigError, DataNotFoundError
 from robustbench_cgn.provenance import jsonable
 from robustbench_cgn.training_run import (
     TrainingLog,
+    environment_record,
     latest_loadable_checkpoint,
     read_checkpoint,
     write_checkpoint,
@@ -578,12 +578,7 @@ class ImageNetCGNTrainer:
             "config": jsonable(self.config.to_dict()),
             "files": self.files,
             "command": self.command,
-            "environment": {
-                "torch": str(torch.__version__),
-                "python": platform.python_version(),
-                "threads": torch.get_num_threads(),
-                "device": str(self.device),
-            },
+            "environment": environment_record(self.device),
         }
 
     def save_checkpoint(self) -> Path:

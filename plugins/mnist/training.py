@@ -77,7 +77,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -97,6 +96,7 @@ from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 from robustbench_cgn.provenance import jsonable
 from robustbench_cgn.training_run import (
     TrainingLog,
+    environment_record,
     latest_loadable_checkpoint,
     read_checkpoint,
     write_checkpoint,
@@ -767,12 +767,7 @@ class MnistGeneratorTrainer:
             "data": self.data.provenance,
             "vgg": self.vgg_info,
             "command": self.command,
-            "environment": {
-                "torch": str(torch.__version__),
-                "python": platform.python_version(),
-                "threads": torch.get_num_threads(),
-                "device": str(self.device),
-            },
+            "environment": environment_record(self.device),
         }
 
     def save_checkpoint(self) -> Path:
