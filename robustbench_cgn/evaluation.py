@@ -12,6 +12,7 @@ from .components import Classifier
 from .context import RunContext
 from .device import autocast
 from .errors import CGNBenchError
+from .oom import ChunkedPredictor
 
 
 @dataclass
@@ -54,10 +55,9 @@ def predict_dataset(
     )
     per_head: dict[str, list[torch.Tensor]] = {}
     targets: list[torch.Tensor] = []
+    predict = predictor(classifier, ctx)
     for images, batch_targets in ctx.progress.track(loader, description=description):
-        images = classifier.prepare(images.to(ctx.device, non_blocking=True))
-        with autocast(ctx.device, ctx.precision):
-            outputs = classifier.predict(images)
+        outputs = predict(images.to(ctx.device, non_blocking=True))
         for head, logits in outputs.items():
             per_head.setdefault(head, []).append(logits.float().cpu())
         targets.append(torch.as_tensor(batch_targets).cpu())
@@ -67,6 +67,18 @@ def predict_dataset(
         logits={head: torch.cat(chunks) for head, chunks in per_head.items()},
         targets=torch.cat(targets) if targets else torch.empty(0, dtype=torch.long),
     )
+
+
+def predictor(classifier: Classifier, ctx: RunContext) -> ChunkedPredictor:
+    """``classifier.prepare`` + ``predict`` under the run's precision, on one batch on the
+    run's device; an out-of-memory batch is retried in halves (:mod:`~robustbench_cgn.oom`)."""
+
+    def run(images: torch.Tensor):
+        images = classifier.prepare(images)
+        with autocast(ctx.device, ctx.precision):
+            return classifier.predict(images)
+
+    return ChunkedPredictor(run, ctx.device)
 
 
 def check_same_length(ctx: RunContext, n: int, description: str) -> None:

@@ -54,14 +54,18 @@ class SweepPoint:
             merged.setdefault(section, {})[name] = value
         return merged
 
-    def command(self, base_args: Sequence[str] = ()) -> str:
-        """The equivalent ``cgnbench run`` command line."""
-        args = ["cgnbench", "run", "-g", self.generator, "-b", self.benchmark]
+    def run_args(self, base_args: Sequence[str] = ()) -> list[str]:
+        """The arguments of the equivalent ``cgnbench run`` (from ``run`` on)."""
+        args = ["run", "-g", self.generator, "-b", self.benchmark]
         args += ["-c", self.classifier] if self.classifier else []
         args += ["-s", str(self.seed), *base_args]
         for key, value in self.settings.items():
             args += ["--set", f"{key}={value}"]
-        return shlex.join(args)
+        return args
+
+    def command(self, base_args: Sequence[str] = ()) -> str:
+        """The equivalent ``cgnbench run`` command line."""
+        return shlex.join(["cgnbench", *self.run_args(base_args)])
 
 
 def expand(

@@ -109,47 +109,78 @@ def test_config_file(tmp_path):
     assert "complete" in out and " 4 " in out
 
 
-def test_sigkill_mid_training_then_rerun_resumes(_isolated_home):
-    """Kill the process hard in the middle of training; the rerun continues from the last
-    checkpoint (no epoch is trained twice) and the run completes."""
-    args = [
-        *TOY_RUN,
-        "-q",
-        "--set",
-        "classifier.epochs=12",
-        "--set",
-        "classifier.seconds_per_epoch=0.4",
-    ]
+def _metrics(database):
+    rows = sqlite3.connect(database).execute("SELECT name, key, value FROM metrics").fetchall()
+    return sorted(rows)
+
+
+def _wait_for(condition, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"condition not reached; process output: {process.communicate()}")
+
+
+SLOW_TOY = [
+    *TOY_RUN,
+    "-q",
+    "--set",
+    "classifier.epochs=12",
+    "--set",
+    "classifier.seconds_per_epoch=0.3",
+    "--set",
+    "benchmark.seconds_between_metrics=5",
+]
+
+
+@pytest.mark.parametrize("phase", ["training", "evaluation"])
+def test_sigkill_then_rerun_resumes_with_the_metrics_of_an_uninterrupted_run(
+    phase, _isolated_home, tmp_path, monkeypatch
+):
+    """Kill the process hard in the middle of training (or between two metrics of the
+    evaluation); the rerun continues from the last checkpoint (no epoch is trained twice, a
+    recorded metric is kept) and its metrics equal those of a run that was never killed."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "robustbench_cgn", *args],
+        [sys.executable, "-m", "robustbench_cgn", *SLOW_TOY],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    runs = _isolated_home / "runs"
-    deadline = time.monotonic() + 120
-    epochs_log = None
-    while time.monotonic() < deadline:
+    runs, database = _isolated_home / "runs", _isolated_home / "results.sqlite"
+
+    def epochs_trained():
         logs = list(runs.glob("*/epochs.log")) if runs.exists() else []
-        if logs and len(logs[0].read_text().split()) >= 3:
-            epochs_log = logs[0]
-            break
-        time.sleep(0.05)
-    assert epochs_log is not None, process.communicate()
+        return len(logs[0].read_text().split()) if logs else 0
+
+    def metrics_recorded():
+        return database.exists() and len(_metrics(database)) >= 1
+
+    _wait_for((lambda: epochs_trained() >= 3) if phase == "training" else metrics_recorded, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    database = _isolated_home / "results.sqlite"
     status = sqlite3.connect(database).execute("SELECT status FROM runs").fetchone()[0]
     assert status == "running"  # the killed process could not close it: it is stale
+    before = _metrics(database)
+    assert len(before) == (0 if phase == "training" else 1)
 
-    trained_before = [int(e) for e in epochs_log.read_text().split()]
-    rerun = run_cli(*args[:-1], "classifier.seconds_per_epoch=0.4")
+    rerun = run_cli(*SLOW_TOY)
     assert "complete (resumed)" in rerun.stdout
-    trained = [int(e) for e in epochs_log.read_text().split()]
-    assert trained == list(range(1, 13)), trained
-    assert len(trained_before) >= 3
+    epochs_log = next(runs.glob("*/epochs.log"))
+    assert [int(e) for e in epochs_log.read_text().split()] == list(range(1, 13))
     row = sqlite3.connect(database).execute("SELECT status, attempts FROM runs").fetchone()
     assert row == ("complete", 2)
+    resumed = _metrics(database)
+    assert set(before) <= set(resumed) and len(resumed) == 2
+
+    monkeypatch.setenv("CGNBENCH_HOME", str(tmp_path / "uninterrupted"))
+    run_cli(*SLOW_TOY[:-1], "benchmark.seconds_between_metrics=0")
+    straight = _metrics(tmp_path / "uninterrupted" / "results.sqlite")
+    assert resumed == straight  # bitwise: same seed, CPU
 
 
 def test_autoload_switch(monkeypatch):

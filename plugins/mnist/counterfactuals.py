@@ -29,6 +29,7 @@ bounded), into ``<dir>.partial`` that is renamed when complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from robustbench_cgn.checkpoint import atomic_write_text
 from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 
@@ -117,6 +119,7 @@ def generate_counterfactuals(
     perm_group: int = 100,
     engine: Engine = "fused",
     chunk_size: int = 256,
+    start: int = 0,
 ) -> Iterator[CounterfactualBatch]:
     """Yield ``n`` counterfactual images in batches of ``batch_size * no_cfs`` (last one shorter).
 
@@ -130,6 +133,9 @@ def generate_counterfactuals(
         engine: ``"fused"`` (:class:`FastCGN`) or ``"reference"`` (the CGN modules themselves).
         chunk_size: compute sub-batch for the fused engine (cache friendly; no effect on values
             beyond float rounding).
+        start: resume point: the batches before image ``start`` have their random draws
+            replayed (cheap) but are neither computed nor yielded, so the remaining batches are
+            exactly those of an uninterrupted run. Must be a batch boundary.
 
     Draw order per batch (all on CPU): ``y``, ``u_shape``, ``u_fg[k]``, ``u_bg[k]``,
     ``perm_fg[k]``, ``perm_bg[k]``, ``shifts_fg[k]``, ``shifts_bg[k]``.
@@ -138,6 +144,8 @@ def generate_counterfactuals(
         raise ConfigError("need n >= 0, no_cfs >= 1, batch_size >= 1 and perm_group >= 1")
     if engine not in ("fused", "reference"):
         raise ConfigError(f"engine must be 'fused' or 'reference', not {engine!r}")
+    if not 0 <= start <= n:
+        raise ConfigError(f"start must be in 0..{n}, got {start}")
     was_training = cgn.training
     cgn.eval()
     try:
@@ -157,6 +165,11 @@ def generate_counterfactuals(
             sh_fg = torch.randint(0, size + 1, (no_cfs, masks, 2), generator=gen)
             sh_bg = torch.randint(0, size + 1, (no_cfs, masks, 2), generator=gen)
             take = min(n - done, masks * no_cfs)
+            if done < start:
+                if done + take > start:
+                    raise ConfigError(f"start={start} is not a batch boundary")
+                done += take
+                continue
             images = torch.empty(no_cfs * masks, 3, size, size, dtype=torch.uint8)
             step = chunk_size if engine == "fused" else masks
             # inference mode only around the compute: a generator must not leave it switched on
@@ -217,19 +230,25 @@ def write_counterfactuals(
 
     Memory stays bounded (one batch plus the memmap pages of one chunk) whatever ``n`` is.
     ``on_progress(n_done)`` is called after every written batch. ``weights_path`` (the CGN
-    checkpoint) is hashed into the metadata; the state dict hash is always recorded.
+    checkpoint) is hashed into the metadata; the state dict hash is always recorded. An
+    interrupted call (even SIGKILL) resumes where it stopped when called again with the same
+    arguments; the result is byte-identical to an uninterrupted one.
     """
     if n < 1:
         raise ConfigError(f"need at least one image to write, got n={n}")
-    batches = generate_counterfactuals(
-        cgn,
-        n,
-        no_cfs=no_cfs,
-        seed=seed,
-        batch_size=batch_size,
-        perm_group=perm_group,
-        engine=engine,
-    )
+
+    def batches(start: int) -> Iterator[CounterfactualBatch]:
+        return generate_counterfactuals(
+            cgn,
+            n,
+            no_cfs=no_cfs,
+            seed=seed,
+            batch_size=batch_size,
+            perm_group=perm_group,
+            engine=engine,
+            start=start,
+        )
+
     meta: dict[str, Any] = {
         "generator": "cgn",
         "no_cfs": no_cfs,
@@ -254,8 +273,27 @@ def write_counterfactuals(
     )
 
 
+BatchSource = Callable[[int], Iterable[CounterfactualBatch]]
+PROGRESS_FILE = "progress.json"
+
+
+def _resume_point(part: Path, fingerprint: str, n: int) -> int:
+    """Images already written into ``part`` by an interrupted call with the same
+    ``fingerprint`` (0 when there is nothing usable to resume)."""
+    try:
+        progress = json.loads((part / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return 0
+    done = progress.get("done") if isinstance(progress, dict) else None
+    if progress.get("fingerprint") != fingerprint or not isinstance(done, int):
+        return 0
+    if not all((part / fname).is_file() for fname, _ in _ARRAYS.values()):
+        return 0
+    return done if 0 < done <= n else 0
+
+
 def write_image_batches(
-    batches: Iterable[CounterfactualBatch],
+    batches: BatchSource | Iterable[CounterfactualBatch],
     out_dir: str | PathLike[str],
     n: int,
     *,
@@ -272,6 +310,12 @@ def write_image_batches(
     Arrays are written chunk by chunk through re-opened memmaps into ``<out_dir>.partial``,
     renamed when complete, so memory stays bounded and an interrupted write leaves nothing
     that looks finished. ``meta`` (generator facts) is merged into the file's metadata.
+
+    Resuming: when ``batches`` is a callable ``batches(start)`` returning the batches from image
+    ``start`` on (a batch boundary), a ``progress.json`` (images flushed so far, and a
+    fingerprint of ``n``, the sizes and ``meta``) is updated after every batch, and a later call
+    with the same fingerprint continues from there instead of starting again. A plain iterable
+    always starts from scratch.
     """
     if n < 1:
         raise ConfigError(f"need at least one image to write, got n={n}")
@@ -279,21 +323,34 @@ def write_image_batches(
     if out.exists() and not overwrite:
         raise CGNBenchError(f"{out} already exists; pass overwrite=True or choose another folder")
     part = out.with_name(out.name + ".partial")
-    if part.exists():
-        shutil.rmtree(part)
-    part.mkdir(parents=True)
     shapes = {
         "images": (n, 3, image_size, image_size),
         "labels": (n,),
         "fg_labels": (n,),
         "bg_labels": (n,),
     }
-    for key, (fname, dtype) in _ARRAYS.items():
-        mm = np.lib.format.open_memmap(part / fname, mode="w+", dtype=dtype, shape=shapes[key])
-        del mm  # creates the (sparse) file with its header
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            {"n": n, "shapes": shapes, "meta": meta, "weights": str(weights_path)},
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    resumable = callable(batches)
+    done = _resume_point(part, fingerprint, n) if resumable else 0
+    if done == 0:
+        if part.exists():
+            shutil.rmtree(part)
+        part.mkdir(parents=True)
+        for key, (fname, dtype) in _ARRAYS.items():
+            mm = np.lib.format.open_memmap(part / fname, mode="w+", dtype=dtype, shape=shapes[key])
+            del mm  # creates the (sparse) file with its header
+    resumed_from = done
+    if on_progress is not None and done:
+        on_progress(done)
     t0 = time.perf_counter()
-    done = 0
-    for batch in batches:
+    source = batches(done) if callable(batches) else batches
+    for batch in source:
         stop = done + len(batch)
         if stop > n:
             raise CGNBenchError(f"the generator yielded more than the {n} images asked for")
@@ -303,6 +360,9 @@ def write_image_batches(
             mm.flush()
             del mm  # unmap: the written pages leave this process's resident set
         done = stop
+        if resumable:  # after the flush: a kill in between only redoes this batch
+            progress = json.dumps({"done": done, "fingerprint": fingerprint})
+            atomic_write_text(progress, part / PROGRESS_FILE)
         if on_progress is not None:
             on_progress(done)
     if done != n:
@@ -322,10 +382,12 @@ def write_image_batches(
         "weights_sha256": file_sha256(weights_path) if weights_path is not None else None,
         "torch_version": torch.__version__,
         "seconds": round(time.perf_counter() - t0, 3),
+        "resumed_from": resumed_from,
         "complete": True,
     }
     if extra_meta:
         full_meta["extra"] = extra_meta
+    (part / PROGRESS_FILE).unlink(missing_ok=True)
     (part / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)

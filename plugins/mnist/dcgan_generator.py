@@ -54,12 +54,19 @@ class DCGANBaselineGenerator(Generator):
 
         def write(folder, advance):
             gan = load_dcgan_generator(path)
-            batches = (
-                CounterfactualBatch(images, labels, labels, labels)
-                for images, labels in sample_dcgan(
-                    gan, config.n_samples, seed=ctx.seed, batch_size=config.batch_size
+
+            def batches(start):
+                return (
+                    CounterfactualBatch(images, labels, labels, labels)
+                    for images, labels in sample_dcgan(
+                        gan,
+                        config.n_samples,
+                        seed=ctx.seed,
+                        batch_size=config.batch_size,
+                        start=start,
+                    )
                 )
-            )
+
             meta = {
                 "generator": "dcgan",
                 "seed": ctx.seed,

@@ -916,14 +916,15 @@ def _dcgan_noise(seed: int, start: int, stop: int, latent_dim: int) -> Tensor:
 
 @torch.no_grad()
 def sample_dcgan(
-    generator: nn.Module, n: int, seed: int = 0, batch_size: int = 500
+    generator: nn.Module, n: int, seed: int = 0, batch_size: int = 500, start: int = 0
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield ``(uint8 images [b, 3, 32, 32], int64 labels [b])`` batches, ``n`` images in all.
 
     Labels are class balanced (``arange(n) % n_classes``, shuffled): every class gets
     ``n // n_classes`` or one more. The generator runs in eval mode (restored afterwards);
     images are ``round((x + 1) * 127.5)``. Deterministic given the weights and ``seed``, and
-    independent of ``batch_size`` (up to float rounding of batched convolutions).
+    independent of ``batch_size`` (up to float rounding of batched convolutions). ``start``
+    skips the images before it (resuming an interrupted write).
     """
     if n < 0 or batch_size < 1:
         raise ConfigError("n must be >= 0 and batch_size >= 1")
@@ -933,10 +934,10 @@ def sample_dcgan(
     was_training = generator.training
     generator.eval()
     try:
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            u = _dcgan_noise(seed, start, stop, generator.latent_dim).to(dev)
-            x = generator(labels[start:stop].to(dev), u=u)
-            yield quantize_images(x).cpu(), labels[start:stop].clone()
+        for lo in range(start, n, batch_size):
+            hi = min(lo + batch_size, n)
+            u = _dcgan_noise(seed, lo, hi, generator.latent_dim).to(dev)
+            x = generator(labels[lo:hi].to(dev), u=u)
+            yield quantize_images(x).cpu(), labels[lo:hi].clone()
     finally:
         generator.train(was_training)

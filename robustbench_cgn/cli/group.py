@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         reporting,
         results,
         running,
+        selfcheck,
         sweeping,
     )
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.table import Table
 
+from ..checkpoint import atomic_write_text
 from ..errors import CGNBenchError
+from ..job_files import LAUNCHERS, Launch, job_line, slurm_script
 from ..render import format_value
 from ..runner import MIX_CHOICES, Runner, RunRequest
 from ..sweep import expand, parse_grid
@@ -33,7 +37,28 @@ from .running import merge_overrides, warnings_once
 @click.option(
     "--emit-jobs",
     type=click.Path(dir_okay=False),
-    help="Write one `cgnbench run` command per grid point to this file instead of running.",
+    help="Write the grid points to this job file instead of running them (see --launcher).",
+)
+@click.option(
+    "--launcher",
+    type=click.Choice(LAUNCHERS),
+    default="none",
+    show_default=True,
+    help="Job file format: none = one `cgnbench run` line per point; torchrun = one torchrun "
+    "line per point; slurm = an sbatch array script (one task per point, srun + torchrun).",
+)
+@click.option("--nproc", type=int, default=1, show_default=True, help="Processes (GPUs) per node.")
+@click.option("--nnodes", type=int, default=1, show_default=True, help="Nodes per job.")
+@click.option(
+    "--rdzv-endpoint",
+    metavar="HOST:PORT",
+    help="torchrun rendezvous for multi-node torchrun lines (Slurm scripts find their own).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Leave points whose run is already complete in the results store out of the job "
+    "file. (Running here always skips them; an interrupted point resumes.)",
 )
 @click.option("-q", "--quiet", is_flag=True)
 @click.pass_obj
@@ -49,14 +74,35 @@ def sweep_command(
     device,
     data_dir,
     emit_jobs,
+    launcher,
+    nproc,
+    nnodes,
+    rdzv_endpoint,
+    resume,
     quiet,
 ) -> None:
     """Run every combination of generators x classifiers x benchmarks x seeds x --grid
     values. Each point is an ordinary run: finished points are skipped, an interrupted one
     resumes, so rerunning the same sweep continues it. Every point is checked (names, config
-    types) before the first one starts."""
+    types) before the first one starts.
+
+    With --emit-jobs the points are written for a scheduler instead: one `cgnbench run` or
+    `torchrun` line per point, or a Slurm array script (--launcher). Every job is an ordinary
+    run, idempotent by its identity; --resume leaves the finished ones out."""
     if quiet:
         app.quiet = True
+    launch = Launch(
+        launcher,
+        nproc=nproc,
+        nnodes=nnodes,
+        rdzv_endpoint=rdzv_endpoint,
+        gpus=device != "cpu",
+    )
+    if launcher != "none" and not emit_jobs:
+        raise CGNBenchError(
+            "--launcher writes a job file: add --emit-jobs FILE (to run here under torchrun, "
+            "use `cgnbench run --launcher torchrun`)"
+        )
     base = merge_overrides({}, sets)
     points = expand(generators, classifiers, benchmarks, seeds, parse_grid(grid_options))
     runner = Runner(app.plugins, app.store, app.paths(data_dir), app.progress)
@@ -77,13 +123,9 @@ def sweep_command(
             raise CGNBenchError(f"sweep point {point.command()}: {exc}") from exc
         requests.append(request)
     if emit_jobs:
-        fixed = [arg for s in sets for arg in ("--set", s)] + ["--mix", mix, "--device", device]
-        fixed += ["--data-dir", data_dir] if data_dir else []
-        with open(emit_jobs, "w", encoding="utf-8") as handle:
-            for point in points:
-                handle.write(point.command(fixed) + "\n")
-        if not app.quiet:
-            app.console.print(f"wrote {len(points)} job lines to {emit_jobs}")
+        _write_jobs(
+            app, emit_jobs, points, requests, runner, launch, sets, mix, device, data_dir, resume
+        )
         return
     keys = list(points[0].settings) if points else []
     varying = [
@@ -129,3 +171,27 @@ def sweep_command(
     app.console.print(summary)
     if failed:
         raise CGNBenchError(f"{failed} of {len(points)} sweep runs failed; rerun to retry them")
+
+
+def _write_jobs(app, path, points, requests, runner, launch, sets, mix, device, data_dir, resume):
+    """Write the job file (atomically) for the points still to do."""
+    fixed = [arg for s in sets for arg in ("--set", s)] + ["--mix", mix, "--device", device]
+    fixed += ["--data-dir", data_dir] if data_dir else []
+    prefix = ["--results", str(app.paths().results)] if app.results else []
+    jobs, skipped = [], 0
+    for point, request in zip(points, requests, strict=True):
+        run_id = runner.plan(request).run_id
+        record = app.store.get_run(run_id) if resume else None
+        if record is not None and record.status == "complete":
+            skipped += 1
+            continue
+        jobs.append((run_id, [*prefix, *point.run_args(fixed)]))
+    if launch.launcher == "slurm":
+        text = slurm_script([args for _, args in jobs], launch) if jobs else ""
+    else:
+        text = "".join(job_line(args, launch, run_id[:12]) + "\n" for run_id, args in jobs)
+    atomic_write_text(text, Path(path))
+    if not app.quiet:
+        done = f" ({skipped} already complete, left out)" if skipped else ""
+        kind = "an sbatch array script of" if launch.launcher == "slurm" else "job lines for"
+        app.console.print(f"wrote {kind} {len(jobs)} runs to {path}{done}")

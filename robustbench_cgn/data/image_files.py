@@ -22,8 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..components import Classifier
 from ..context import RunContext
-from ..device import autocast
-from ..evaluation import check_same_length
+from ..evaluation import check_same_length, predictor
 from ..imagenet import InputConfig
 
 # torchvision 0.29 deprecates its image codecs in favour of torchcodec; they remain the
@@ -188,15 +187,13 @@ def predict_images(
     per_head: dict[str, list[torch.Tensor]] = {}
     kept: list[torch.Tensor] = []
     failed: list[int] = []
+    predict = predictor(classifier, ctx)
     for images, indices in ctx.progress.track(loader, description=description):
         ok = indices >= 0
         failed.extend((-1 - indices[~ok]).tolist())
         if not ok.any():
             continue
-        images = images[ok].to(ctx.device, non_blocking=True).float().div_(255)
-        images = classifier.prepare(images)
-        with autocast(ctx.device, ctx.precision):
-            outputs = classifier.predict(images)
+        outputs = predict(images[ok].to(ctx.device, non_blocking=True).float().div_(255))
         for head, logits in outputs.items():
             per_head.setdefault(head, []).append(logits.float().cpu())
         kept.append(indices[ok])

@@ -49,3 +49,48 @@ def test_counterfactual_shapes_are_their_digit(shared_data, digit_classifier, na
     per_class = [round(correct[y == k].mean().item(), 2) for k in range(10)]
     print(f"{name}: shapes recognised as their label: {acc:.1%} (per class {per_class})")
     assert acc >= 0.85, f"{name}: shapes recognised {acc:.1%} (per class {per_class})"
+
+
+def _shipped(component):
+    from robustbench_cgn_plugins.mnist import zoo
+
+    return [spec.name for spec in zoo.shipped_weights() if spec.name.startswith(component + ".")]
+
+
+def _digit_region(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, 3, 32, 32]`` -> {0, 1} ``[N, 1, 32, 32]``: pixels far (in RGB) from the
+    image's background colour, taken as the median of its border (C/DC-MNIST backgrounds are
+    one colour; W-MNIST's are textures, so this reading does not apply there)."""
+    x = images.float() / 255
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
+    background = border.median(dim=2).values[:, :, None, None]
+    return ((x - background).norm(dim=1, keepdim=True) > 0.35).float()
+
+
+@pytest.mark.parametrize("name", _shipped("dcgan") or [pytest.param(None, marks=pytest.mark.skip)])
+def test_shipped_dcgan_samples_show_their_digit(digit_classifier, name):
+    from robustbench_cgn_plugins.mnist import zoo
+    from robustbench_cgn_plugins.mnist.training import load_dcgan_generator, sample_dcgan
+
+    _, path = zoo.resolve_weights(name, "dcgan", "")
+    if name.endswith("w-mnist"):
+        pytest.skip("W-MNIST backgrounds are textures: no colour threshold isolates the digit")
+    gen = load_dcgan_generator(path)
+    images, labels = map(torch.cat, zip(*sample_dcgan(gen, 1000, seed=1), strict=True))
+    correct = digit_classifier.agreement(_digit_region(images), labels)
+    per_class = [round(correct[labels == k].mean().item(), 2) for k in range(10)]
+    print(f"{name}: samples recognised as their label: {correct.mean():.1%} ({per_class})")
+    assert correct.mean() >= 0.85, f"{name}: {correct.mean():.1%} (per class {per_class})"
+
+
+@pytest.mark.parametrize("name", _shipped("cgn") or [pytest.param(None, marks=pytest.mark.skip)])
+def test_shipped_cgn_masks_are_their_digit(digit_classifier, name):
+    from robustbench_cgn_plugins.mnist import zoo
+
+    _, path = zoo.resolve_weights(name, "cgn", "")
+    cgn = load_cgn_checkpoint(path)
+    y = torch.arange(10).repeat(MASKS_PER_CLASS)
+    with torch.inference_mode():
+        masks = cgn.mask(cgn.sample_noise(len(y), torch.Generator().manual_seed(1)), y)[:, :1]
+    correct = digit_classifier.agreement(masks, y)
+    assert correct.mean() >= 0.85, f"{name}: {correct.mean():.1%}"

@@ -165,3 +165,103 @@ def test_generation_leaves_the_model_and_grad_mode_as_they_were():
         assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
         assert not batch.images.is_inference()
     assert cgn.training
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _read_arrays(folder):
+    data = load_counterfactuals(folder)
+    return [t.clone() for t in (data.images, data.labels, data.fg_labels, data.bg_labels)]
+
+
+def test_start_replays_the_draws_of_the_skipped_batches(cgn):
+    full = collect(generate_counterfactuals(cgn, 200, no_cfs=2, seed=1, batch_size=30))
+    tail = collect(generate_counterfactuals(cgn, 200, no_cfs=2, seed=1, batch_size=30, start=120))
+    for got, want in zip(tail, full, strict=True):
+        assert torch.equal(got, want[120:])
+    with pytest.raises(CGNBenchError, match="batch boundary"):
+        list(generate_counterfactuals(cgn, 200, no_cfs=2, seed=1, batch_size=30, start=70))
+
+
+def test_interrupted_write_resumes_and_equals_an_uninterrupted_one(cgn, tmp_path):
+    args = {"no_cfs": 2, "seed": 4, "batch_size": 25}
+    write_counterfactuals(cgn, tmp_path / "straight", 300, **args)
+
+    def stop_after_two_batches(done):
+        if done >= 100:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        write_counterfactuals(cgn, tmp_path / "cf", 300, on_progress=stop_after_two_batches, **args)
+    progress = json.loads((tmp_path / "cf.partial" / "progress.json").read_text())
+    assert progress["done"] == 100 and not (tmp_path / "cf").exists()
+    seen = []
+    meta = json.loads(
+        write_counterfactuals(
+            cgn, tmp_path / "cf", 300, on_progress=seen.append, **args
+        ).read_text()
+    )
+    assert meta["resumed_from"] == 100 and seen[0] == 100 and seen[-1] == 300
+    assert not (tmp_path / "cf" / "progress.json").exists()
+    for got, want in zip(
+        _read_arrays(tmp_path / "cf"), _read_arrays(tmp_path / "straight"), strict=True
+    ):
+        assert torch.equal(got, want)
+
+
+def test_a_partial_write_of_other_settings_is_not_resumed(cgn, tmp_path):
+    def stop(done):
+        raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        write_counterfactuals(cgn, tmp_path / "cf", 100, seed=1, batch_size=20, on_progress=stop)
+    meta = json.loads(
+        write_counterfactuals(cgn, tmp_path / "cf", 100, seed=2, batch_size=20).read_text()
+    )
+    assert meta["resumed_from"] == 0 and meta["seed"] == 2
+    write_counterfactuals(cgn, tmp_path / "ref", 100, seed=2, batch_size=20)
+    assert torch.equal(_read_arrays(tmp_path / "cf")[0], _read_arrays(tmp_path / "ref")[0])
+
+
+_KILLABLE_WRITER = """
+import sys, time
+from robustbench_cgn_plugins.mnist.cgn_model import load_cgn_checkpoint
+from robustbench_cgn_plugins.mnist.counterfactuals import write_counterfactuals
+cgn = load_cgn_checkpoint(sys.argv[1])
+write_counterfactuals(cgn, sys.argv[2], 2000, no_cfs=5, seed=7, batch_size=40,
+                      on_progress=lambda done: time.sleep(0.2))
+"""
+
+
+def test_sigkill_during_generation_then_rerun_resumes(shared_data, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    weights = shared_data / "cgn_mnist_weights" / "cgn_colored_MNIST.pth"
+    out = tmp_path / "cf"
+    progress = tmp_path / "cf.partial" / "progress.json"
+    process = subprocess.Popen([sys.executable, "-c", _KILLABLE_WRITER, str(weights), str(out)])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if progress.is_file() and json.loads(progress.read_text())["done"] >= 400:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the writer finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        process.kill()
+    killed_at = json.loads(progress.read_text())["done"]
+    cgn = load_cgn_checkpoint(weights)
+    meta = json.loads(
+        write_counterfactuals(cgn, out, 2000, no_cfs=5, seed=7, batch_size=40).read_text()
+    )
+    assert 400 <= meta["resumed_from"] == killed_at < 2000
+    write_counterfactuals(cgn, tmp_path / "straight", 2000, no_cfs=5, seed=7, batch_size=40)
+    for got, want in zip(_read_arrays(out), _read_arrays(tmp_path / "straight"), strict=True):
+        assert torch.equal(got, want)

@@ -223,6 +223,9 @@ def test_dcgan_export_and_balanced_samples(make, tmp_path):
     assert torch.bincount(labels, minlength=10).tolist() == [3] * 5 + [2] * 5
     again = torch.cat([x for x, _ in sample_dcgan(gen, 25, seed=3, batch_size=7)])
     assert (images.int() - again.int()).abs().max() <= 1  # noise independent of batch size
+    resumed = list(sample_dcgan(gen, 25, seed=3, batch_size=10, start=20))
+    assert len(resumed) == 1 and torch.equal(resumed[0][0], batches[-1][0])
+    assert torch.equal(resumed[0][1], batches[-1][1])
 
 
 def test_sample_grids_written(make, tmp_path):
