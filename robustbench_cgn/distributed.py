@@ -218,6 +218,33 @@ class Distributed:
         device_ids = [self.local_rank] if self.backend == "nccl" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
+    def average_gradients(self, module: nn.Module) -> None:
+        """All-reduce the gradients of ``module`` to their mean over the ranks (a parameter
+        without a gradient counts as zero), in one flat collective. For training loops that
+        backpropagate several losses per step, where a DistributedDataParallel wrapper would
+        need ``find_unused_parameters``; scale each rank's loss as :meth:`scaled_mean` does so
+        that the mean is the global batch's gradient. A no-op in one process."""
+        if not self.enabled:
+            return
+        params = [p for p in module.parameters() if p.requires_grad]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for param in params:
+            size = param.numel()
+            param.grad = flat[offset : offset + size].view_as(param)
+            offset += size
+
+    def scaled_mean(self, loss: torch.Tensor, local_size: int, global_size: int) -> torch.Tensor:
+        """``loss`` (a mean over this rank's ``local_size`` items) weighted so that averaging
+        the gradients over ranks gives the gradient of the mean over all ``global_size``
+        items; ``loss`` itself in one process."""
+        if not self.enabled:
+            return loss
+        return loss * (self.world_size * local_size / global_size)
+
     def sync_module(self, module: nn.Module | None) -> None:
         """Give every rank rank 0's parameters and buffers of ``module`` (after training: a
         classifier that trained without :meth:`wrap` may end slightly different per rank, and

@@ -191,14 +191,21 @@ class ResultsStore:
                 time.sleep(0.05)
         try:
             yield cursor
+        except sqlite3.Error as exc:  # e.g. SQLITE_FULL: SQLite may already have rolled back
+            self._rollback()
+            raise self._store_error(exc) from None
         except BaseException:
-            cursor.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             cursor.execute("COMMIT")
         except sqlite3.Error as exc:
-            cursor.execute("ROLLBACK")
+            self._rollback()
             raise self._store_error(exc) from None
+
+    def _rollback(self) -> None:
+        if self._connection.in_transaction:
+            self._connection.execute("ROLLBACK")
 
     def _store_error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)

@@ -137,6 +137,70 @@ def training_checks(out: Path, ctx: RunContext, reference: RunContext) -> dict:
     }
 
 
+def ensemble_checks(out: Path, ctx: RunContext, reference: RunContext) -> dict:
+    """``cgn-ensemble`` (random ResNet-50 at 32 px, BatchNorm frozen) trained on 7
+    counterfactuals in global batches of 3 (parts of 2 + 1) and of 1 (rank 1's part is always
+    empty): the largest weight difference to one process, and equal epoch statistics."""
+    from robustbench_cgn.imagenet import IMAGENET_TASK
+    from robustbench_cgn_plugins.imagenet.cgn_ensemble import CGNEnsemble
+    from robustbench_cgn_plugins.imagenet.counterfactual_folder import CounterfactualImageFolder
+
+    folder = out / "cf"
+    if ctx.is_main:
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        generator = torch.Generator().manual_seed(6)
+        rows = ["path,shape,texture,background"]
+        for i in range(7):
+            image = torch.randint(0, 256, (3, 40, 40), generator=generator, dtype=torch.uint8)
+            write_png(image, str(folder / "images" / f"{i}.png"))
+            rows.append(f"images/{i}.png,{i},{100 + i},{500 + i}")
+        (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    ctx.distributed.barrier()
+    train_set = TrainingSet(CounterfactualImageFolder(folder), 1000, {"source": "fixture"})
+    found = {}
+    for batch_size in (3, 1):
+        config = CGNEnsemble.Config(
+            backbone_weights="random",
+            image_size=32,
+            batch_size=batch_size,
+            epochs=1,
+            max_steps_per_epoch=2,
+            lr=0.001,
+            cf_only=True,
+        )
+        trained = {}
+        for name, run_ctx in (("single", reference), ("ddp", ctx)):
+            run_ctx.checkpoints.folder.mkdir(parents=True, exist_ok=True)
+            for stale in run_ctx.checkpoints.folder.glob("cgn-ensemble*"):
+                stale.unlink()  # a fresh training for every batch size
+            torch.manual_seed(0)
+            classifier = CGNEnsemble(config)
+            classifier.build(IMAGENET_TASK, run_ctx)
+            if name == "single":
+                initial = {k: v.clone() for k, v in classifier.model.state_dict().items()}
+            classifier.fit(train_set, run_ctx)
+            trained[name] = classifier
+        single, ddp = (trained[n].model.state_dict() for n in ("single", "ddp"))
+        history = [dict(trained[n].history[0]) for n in ("single", "ddp")]
+        for entry in history:
+            del entry["images_per_s"]
+        found[f"bs{batch_size}"] = {
+            "max_weight_diff": max(
+                (single[k].double() - ddp[k].double()).abs().max().item()
+                for k in single
+                if single[k].is_floating_point()
+            ),
+            "moved": max(
+                (single[k].double() - initial[k].double()).abs().max().item()
+                for k in single
+                if single[k].is_floating_point()
+            ),
+            "history_equal": history[0].keys() == history[1].keys()
+            and all(abs(history[0][k] - history[1][k]) < 1e-4 for k in history[0]),
+        }
+    return found
+
+
 def batchnorm_check(ctx: RunContext) -> float:
     """A BatchNorm between two layers (its input needs a gradient) trained for 4 SGD steps on
     batches of 13 (7 + 6 per rank): the largest difference to one process."""
@@ -206,6 +270,7 @@ def main(out: Path) -> None:
     found["evaluation"] = evaluation_checks(out, ctx, reference)
     found["training"] = training_checks(out, ctx, reference)
     found["batchnorm_diff"] = batchnorm_check(ctx)
+    found["ensemble"] = ensemble_checks(out, ctx, reference)
     found["helpers"] = helper_checks(ctx)
     found["artifacts_in_scratch"] = not str(ctx.artifacts_dir).startswith(str(out))
     dist.barrier()

@@ -191,6 +191,10 @@ def test_core_helpers_in_two_processes(tmp_path):
         assert training["history_loss_diff"] < 1e-5, training
         assert training["history_acc_diff"] == 0.0, training
         assert found["batchnorm_diff"] < 1e-5, found
+        for batch_size, ensemble in found["ensemble"].items():
+            assert ensemble["moved"] > 1e-3, (batch_size, ensemble)  # it did train
+            assert ensemble["max_weight_diff"] < 1e-5, (batch_size, ensemble)
+            assert ensemble["history_equal"], (batch_size, ensemble)
         assert found["helpers"] == {
             "synced": True,
             "on_main": True,
@@ -253,3 +257,59 @@ def test_launcher_torchrun_starts_the_processes(tmp_path):
     assert run["status"] == "complete"
     assert json.loads(run["provenance"])["distributed"]["world_size"] == 2
     assert out.stdout.count(run["run_id"]) == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_nodes_through_the_c10d_rendezvous_give_the_single_process_metrics(single_run):
+    """Multi-node as a cluster does it: two torchrun agents (one per "node", one process each)
+    meet at a c10d rendezvous endpoint, here both on this host. Same trained weights (shared
+    checkpoint folder), so the sharded evaluation must equal the single process exactly."""
+    home, single_metrics = single_run
+    store = home / "two-nodes.sqlite"
+    endpoint = f"127.0.0.1:{_free_port()}"
+    agents = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                endpoint,
+                "--rdzv-id",
+                "two-nodes",
+                "-m",
+                "robustbench_cgn",
+                "-q",
+                "--results",
+                str(store),
+                *TOY_RUN,
+            ],  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(CGNBENCH_HOME=str(home)),
+        )
+        for _ in range(2)
+    ]
+    try:
+        outputs = [agent.communicate(timeout=TIMEOUT) for agent in agents]
+    finally:
+        for agent in agents:
+            agent.kill()
+    assert [agent.returncode for agent in agents] == [0, 0], outputs
+    assert _metrics(store) == single_metrics
+    (run,) = _runs(store)
+    assert json.loads(run["provenance"])["distributed"] == {"world_size": 2, "backend": "gloo"}

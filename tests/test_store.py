@@ -123,3 +123,27 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     with ResultsStore(path) as store:
         assert len(store.list_runs()) == 80
         assert len(store.metrics_frame()) == 240
+
+
+def test_a_full_disk_is_one_clear_error_and_loses_nothing_already_written(tmp_path):
+    path = tmp_path / "r.sqlite"
+    store = ResultsStore(path)
+    start(store, "kept")
+    store.record_metric("kept", MetricResult("m", 1.0, n=1))
+    pages = store._connection.execute("PRAGMA page_count").fetchone()[0]
+    store._connection.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL from here on
+    with pytest.raises(StoreError, match="disk is full"):
+        for index in range(1000):
+            start(store, f"big{index}", seed=index)
+    store.close()
+    reopened = ResultsStore(path)
+    assert reopened.get_run("kept") is not None
+    assert ("m", "") in reopened.recorded_metric_keys("kept")
+
+
+def test_an_unusable_results_location_is_one_clear_line(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("--results", "/proc/cgnbench/results.sqlite", "leaderboard", check=False)
+    assert result.returncode == 2 and "cannot create the results folder" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
@@ -219,6 +219,7 @@ class CGNEnsemble(ImageNetClassifier):
             history = json.loads(state["history"])
             ctx.log(f"cgn-ensemble: resuming after epoch {start_epoch}/{config.epochs}")
 
+        ctx.distributed.sync_module(self.model)  # every rank starts from rank 0's weights
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
             stats = self._train_epoch(
@@ -264,25 +265,31 @@ class CGNEnsemble(ImageNetClassifier):
     ) -> dict[str, float]:
         """One epoch; returns its mean losses and training accuracies (%)."""
         config = self.config
+        dist = ctx.distributed
         order = ctx.generator(offset=10_000 + epoch)
-        real_batches = counterfactual_batches = None
+        real_chunks: list[torch.Tensor] | None = None
+        cf_chunks: list[torch.Tensor] | None = None
         if real is not None:
             permutation = torch.randperm(len(real), generator=order)  # type: ignore[arg-type]
-            real_batches = [
-                chunk.tolist() for chunk in permutation.split(config.batch_size)[:steps]
-            ]
+            real_chunks = list(permutation.split(config.batch_size)[:steps])
         if counterfactual is not None:
             indices = _cycled_permutation(len(counterfactual), steps * cf_batch, order)  # type: ignore[arg-type]
-            counterfactual_batches = [chunk.tolist() for chunk in indices.split(cf_batch)]
+            cf_chunks = list(indices.split(cf_batch))
         augmentation_seed = int(torch.randint(2**62, (1,), generator=order))
+        # under torchrun every rank draws the same global batches and trains on its part
+        real_batches = _local_parts(real_chunks, dist)
+        counterfactual_batches = _local_parts(cf_chunks, dist)
+        real = None if real is None else _PositionSeeded(real, augmentation_seed + 1)
+        if counterfactual is not None:
+            counterfactual = _PositionSeeded(counterfactual, augmentation_seed + 2)
 
         totals = dict.fromkeys(("real_loss", "real_correct", "real_n", "cf_loss", "cf_n"), 0.0)
         cf_correct = dict.fromkeys(HEADS, 0)
         self.model.train()
         if config.freeze_bn:
             freeze_batchnorm(self.model)
-        # Augmentation draws from the global RNG in the main process (num_workers=0) or from
-        # worker seeds derived from the loaders' generators: both are fixed by the epoch.
+        # Each item's augmentation is drawn from a seed of (epoch, its position in the
+        # epoch's stream): the same whatever the workers and whichever rank loads it.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(augmentation_seed)
             real_loader = self._loader(real, real_batches, ctx, augmentation_seed + 1)
@@ -302,7 +309,9 @@ class CGNEnsemble(ImageNetClassifier):
                         with autocast(ctx.device, ctx.precision):
                             outputs = self.model(images)
                         loss = real_loss(outputs, labels)
-                        scaler.scale(loss).backward()
+                        global_n = len(real_chunks[step])  # type: ignore[index]
+                        scaled = dist.scaled_mean(loss, len(labels), global_n)
+                        scaler.scale(scaled).backward()
                         totals["real_loss"] += loss.item() * len(labels)
                         totals["real_correct"] += int((outputs[""].argmax(1) == labels).sum())
                         totals["real_n"] += len(labels)
@@ -312,31 +321,46 @@ class CGNEnsemble(ImageNetClassifier):
                         with autocast(ctx.device, ctx.precision):
                             outputs = self.model(images)
                         loss = cf_loss(outputs, labels)
-                        scaler.scale(loss).backward()
+                        global_n = len(cf_chunks[step])  # type: ignore[index]
+                        scaled = dist.scaled_mean(loss, len(labels), global_n)
+                        scaler.scale(scaled).backward()
                         totals["cf_loss"] += loss.item() * len(labels)
                         totals["cf_n"] += len(labels)
                         for column, head in enumerate(HEADS):
                             hits = outputs[head].argmax(1) == labels[:, column]
                             cf_correct[head] += int(hits.sum())
+                    dist.average_gradients(self.model)
                     scaler.step(optimizer)
                     scaler.update()
                     if step % 20 == 0 or step == steps - 1:
                         bar.update(0, status=_status(totals))
                     bar.update(1)
+        if dist.enabled:  # every rank reports the statistics of the global batches
+            keys = list(totals)
+            summed = dist.sum_over_ranks(*[totals[k] for k in keys], *cf_correct.values())
+            totals = dict(zip(keys, summed[: len(keys)], strict=True))
+            cf_correct = dict(zip(cf_correct, summed[len(keys) :], strict=True))
         return _epoch_stats(totals, cf_correct)
 
     def _loader(
-        self, dataset: Dataset | None, batches: list[list[int]] | None, ctx: RunContext, seed: int
+        self,
+        dataset: Dataset | None,
+        batches: list[list[tuple[int, int]]] | None,
+        ctx: RunContext,
+        seed: int,
     ) -> Iterable:
+        """The batches in order; ``None`` for an empty one (a rank's part of a global batch
+        smaller than the number of ranks)."""
         if dataset is None or batches is None:
             return repeat(None)
-        return DataLoader(
+        loader = DataLoader(
             dataset,
-            batch_sampler=batches,
+            batch_sampler=[batch for batch in batches if batch],
             num_workers=ctx.num_workers,
             pin_memory=ctx.device.type == "cuda",
             generator=torch.Generator().manual_seed(seed),  # the workers' seeds
         )
+        return _with_gaps(loader, batches)
 
     def _model_input(self, images: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         images = images.to(ctx.device, non_blocking=True)
@@ -464,3 +488,41 @@ def _epoch_stats(totals: dict[str, float], cf_correct: dict[str, int]) -> dict[s
     stats["loss"] = loss  # the per-step objective: real CE + the three counterfactual CEs
     stats["train_acc"] = stats["acc_real"] if real_n else stats["acc_shape_cf"]
     return stats
+
+
+def _local_parts(chunks: list[torch.Tensor] | None, dist) -> list[list[tuple[int, int]]] | None:
+    """This rank's part of every global batch (all of it in one process), as
+    ``(dataset index, position in the epoch)`` pairs."""
+    if chunks is None:
+        return None
+    parts, offset = [], 0
+    for chunk in chunks:
+        mine = dist.shard_batch(torch.arange(len(chunk))).tolist()
+        parts.append([(int(chunk[j]), offset + j) for j in mine])
+        offset += len(chunk)
+    return parts
+
+
+class _PositionSeeded(Dataset):
+    """``dataset[index]`` with the global RNG seeded by ``(seed, position)`` while the item
+    (and its random augmentation) is made; keys are ``(index, position)`` pairs."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, position = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + position) % 2**63)
+            return self.dataset[index]
+
+
+def _with_gaps(loader: Iterable, batches: list[list[tuple[int, int]]]) -> Iterator:
+    """``loader``'s batches with ``None`` where ``batches`` has an empty one."""
+    items = iter(loader)
+    for batch in batches:
+        yield next(items) if batch else None

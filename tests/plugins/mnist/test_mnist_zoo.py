@@ -58,3 +58,25 @@ def test_a_damaged_zoo_file_is_refused(zoo_dir):
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ChecksumError, match="cgn.c-mnist.pth"):
         zoo.resolve_weights("cgn.c-mnist", "cgn", "colored-mnist")
+
+
+def _shipped_names():
+    return [spec.name for spec in zoo.shipped_weights()] or [
+        pytest.param(None, marks=pytest.mark.skip(reason="no zoo weights shipped yet"))
+    ]
+
+
+@pytest.mark.parametrize("name", _shipped_names())
+def test_every_shipped_entry_verifies_loads_and_records_how_it_was_made(name):
+    from robustbench_cgn_plugins.mnist.training import load_dcgan_generator
+
+    component, tag = name.split(".")
+    task = {v: k for k, v in zoo.ZOO_TAG_OF_TASK.items()}[tag]
+    label, path = zoo.resolve_weights("auto", component, task)  # checksum verified
+    assert label == name
+    (load_cgn_checkpoint if component == "cgn" else load_dcgan_generator)(path)  # strict
+    (spec,) = [s for s in zoo.shipped_weights() if s.name == name]
+    assert spec.provenance["command"].startswith(f"cgnbench train-generator --model {component}")
+    assert spec.provenance["data_source"] == "mnist-full"  # the full real MNIST
+    assert spec.provenance["iterations"] >= 10_000
+    assert path.stat().st_size < 5 * 2**20
