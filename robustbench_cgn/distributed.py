@@ -238,11 +238,10 @@ class Distributed:
             offset += size
 
     def scaled_mean(self, loss: torch.Tensor, local_size: int, global_size: int) -> torch.Tensor:
-        """``loss`` (a mean over this rank's ``local_size`` items) weighted so that averaging
-        the gradients over ranks gives the gradient of the mean over all ``global_size``
-        items; ``loss`` itself in one process."""
-        if not self.enabled:
-            return loss
+        """``loss`` (a mean over ``local_size`` items: this rank's part of a batch, or a chunk
+        of it) weighted so that summing the gradients of the parts and averaging them over
+        ranks gives the gradient of the mean over all ``global_size`` items of the batch
+        (``loss`` times 1.0 for a whole batch in one process)."""
         return loss * (self.world_size * local_size / global_size)
 
     def sync_module(self, module: nn.Module | None) -> None:

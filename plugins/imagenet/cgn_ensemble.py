@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from robustbench_cgn import (
 from robustbench_cgn.device import autocast
 from robustbench_cgn.figures import save_training_curves
 from robustbench_cgn.imagenet import ImageNetClassifier, InputConfig
+from robustbench_cgn.oom import BatchHalving
 
 from .counterfactual_folder import RealImageFolder, train_transform
 from .ensemble_model import (
@@ -220,6 +222,7 @@ class CGNEnsemble(ImageNetClassifier):
             ctx.log(f"cgn-ensemble: resuming after epoch {start_epoch}/{config.epochs}")
 
         ctx.distributed.sync_module(self.model)  # every rank starts from rank 0's weights
+        self._halving = BatchHalving(ctx.device)  # out of memory: steps in smaller chunks
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
             stats = self._train_epoch(
@@ -302,33 +305,24 @@ class CGNEnsemble(ImageNetClassifier):
                 for step, (real_item, cf_item) in enumerate(
                     zip(real_loader, cf_loader, strict=False)
                 ):
-                    optimizer.zero_grad(set_to_none=True)
+                    parts = []
                     if real_item is not None:
-                        images = self._model_input(real_item[0], ctx)
-                        labels = torch.as_tensor(real_item[1]).to(ctx.device).view(-1)
-                        with autocast(ctx.device, ctx.precision):
-                            outputs = self.model(images)
-                        loss = real_loss(outputs, labels)
-                        global_n = len(real_chunks[step])  # type: ignore[index]
-                        scaled = dist.scaled_mean(loss, len(labels), global_n)
-                        scaler.scale(scaled).backward()
-                        totals["real_loss"] += loss.item() * len(labels)
-                        totals["real_correct"] += int((outputs[""].argmax(1) == labels).sum())
-                        totals["real_n"] += len(labels)
+                        labels = torch.as_tensor(real_item[1]).view(-1)
+                        parts.append(("real", real_item[0], labels, len(real_chunks[step])))  # type: ignore[index]
                     if cf_item is not None:
-                        images = self._model_input(cf_item[0], ctx)
-                        labels = torch.as_tensor(cf_item[1]).to(ctx.device).view(-1, 3)
-                        with autocast(ctx.device, ctx.precision):
-                            outputs = self.model(images)
-                        loss = cf_loss(outputs, labels)
-                        global_n = len(cf_chunks[step])  # type: ignore[index]
-                        scaled = dist.scaled_mean(loss, len(labels), global_n)
-                        scaler.scale(scaled).backward()
-                        totals["cf_loss"] += loss.item() * len(labels)
-                        totals["cf_n"] += len(labels)
-                        for column, head in enumerate(HEADS):
-                            hits = outputs[head].argmax(1) == labels[:, column]
-                            cf_correct[head] += int(hits.sum())
+                        labels = torch.as_tensor(cf_item[1]).view(-1, 3)
+                        parts.append(("cf", cf_item[0], labels, len(cf_chunks[step])))  # type: ignore[index]
+                    largest = max((len(part[2]) for part in parts), default=1)
+                    step_totals, step_correct = self._halving.run(
+                        partial(
+                            self._accumulate, parts, optimizer=optimizer, scaler=scaler, ctx=ctx
+                        ),
+                        largest,
+                    )
+                    for key, value in step_totals.items():
+                        totals[key] += value
+                    for head, value in step_correct.items():
+                        cf_correct[head] += value
                     dist.average_gradients(self.model)
                     scaler.step(optimizer)
                     scaler.update()
@@ -341,6 +335,39 @@ class CGNEnsemble(ImageNetClassifier):
             totals = dict(zip(keys, summed[: len(keys)], strict=True))
             cf_correct = dict(zip(cf_correct, summed[len(keys) :], strict=True))
         return _epoch_stats(totals, cf_correct)
+
+    def _accumulate(
+        self,
+        parts: list[tuple[str, torch.Tensor, torch.Tensor, int]],
+        chunk: int,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        ctx: RunContext,
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        """The gradients of one training step (real and counterfactual parts), in chunks of
+        ``chunk`` images; returns the step's loss/accuracy sums. Starts by zeroing the
+        gradients, so an out-of-memory retry (:class:`~robustbench_cgn.oom.BatchHalving`)
+        redoes the step from scratch."""
+        dist = ctx.distributed
+        optimizer.zero_grad(set_to_none=True)
+        totals = dict.fromkeys(("real_loss", "real_correct", "real_n", "cf_loss", "cf_n"), 0.0)
+        correct = dict.fromkeys(HEADS, 0)
+        for kind, batch_images, batch_labels, global_n in parts:
+            for start in range(0, len(batch_labels), chunk):
+                images = self._model_input(batch_images[start : start + chunk], ctx)
+                labels = batch_labels[start : start + chunk].to(ctx.device)
+                with autocast(ctx.device, ctx.precision):
+                    outputs = self.model(images)
+                loss = (real_loss if kind == "real" else cf_loss)(outputs, labels)
+                scaler.scale(dist.scaled_mean(loss, len(labels), global_n)).backward()
+                totals[f"{kind}_loss"] += loss.item() * len(labels)
+                totals[f"{kind}_n"] += len(labels)
+                if kind == "real":
+                    totals["real_correct"] += int((outputs[""].argmax(1) == labels).sum())
+                else:
+                    for column, head in enumerate(HEADS):
+                        correct[head] += int((outputs[head].argmax(1) == labels[:, column]).sum())
+        return totals, correct
 
     def _loader(
         self,

@@ -485,3 +485,45 @@ def test_registered_as_builtin_classifier():
     from robustbench_cgn.plugin_manager import load_plugins
 
     assert "cgn-ensemble" in load_plugins().registries.classifiers
+
+
+def test_out_of_memory_steps_are_redone_in_halves_with_the_same_gradients(
+    tmp_path, cf_folder, real_folder
+):
+    """A model that 'runs out of memory' above one image per forward trains, after one
+    warning, to the weights of an unconstrained run (frozen BatchNorm: chunks of a batch
+    accumulate exactly the batch's gradient)."""
+    train_set = TrainingSet(CounterfactualImageFolder(cf_folder), 1000)
+
+    def train(ctx, limit=None):
+        torch.manual_seed(0)
+        classifier = make_classifier(max_steps_per_epoch=2, real_data=str(real_folder))
+        classifier.build(IMAGENET_TASK, ctx)
+        if limit is not None:
+            forward = classifier.model.forward
+
+            def limited(images):
+                if images.shape[0] > limit:
+                    raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+                return forward(images)
+
+            classifier.model.forward = limited
+        classifier.fit(train_set, ctx)
+        return classifier
+
+    free = train(make_ctx(tmp_path, "free"))
+    with pytest.warns(RuntimeWarning, match="retrying with batches of 1"):
+        chunked = train(make_ctx(tmp_path, "chunked"), limit=1)
+    assert chunked._halving.chunk == 1
+    expected = free.model.state_dict()
+    torch.manual_seed(0)
+    untrained = make_classifier()
+    untrained.build(IMAGENET_TASK, make_ctx(tmp_path, "untrained"))
+    initial = untrained.model.state_dict()
+    moved = max((expected[k] - initial[k]).abs().max().item() for k in expected)
+    apart = max((v - expected[k]).abs().max().item() for k, v in chunked.model.state_dict().items())
+    assert moved > 1e-2 and apart < 1e-4, (moved, apart)  # float summation order only
+    got, want = dict(chunked.history[0]), dict(free.history[0])
+    del got["images_per_s"], want["images_per_s"]
+    assert got.keys() == want.keys()
+    assert all(abs(got[k] - want[k]) < 1e-4 for k in got)
