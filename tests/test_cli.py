@@ -134,7 +134,7 @@ SLOW_TOY = [
     "--set",
     "classifier.seconds_per_epoch=0.3",
     "--set",
-    "benchmark.seconds_between_metrics=5",
+    "benchmark.seconds_between_metrics=2",
 ]
 
 
