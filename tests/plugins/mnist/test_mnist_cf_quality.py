@@ -67,7 +67,9 @@ def _digit_region(images: torch.Tensor) -> torch.Tensor:
     return ((x - background).norm(dim=1, keepdim=True) > 0.35).float()
 
 
-@pytest.mark.parametrize("name", _shipped("dcgan") or [pytest.param(None, marks=pytest.mark.skip)])
+@pytest.mark.parametrize(
+    "name", _shipped("dcgan") or [pytest.param(None, marks=pytest.mark.skip(reason="none shipped"))]
+)
 def test_shipped_dcgan_samples_show_their_digit(digit_classifier, name):
     from robustbench_cgn_plugins.mnist import zoo
     from robustbench_cgn_plugins.mnist.training import load_dcgan_generator, sample_dcgan
@@ -83,7 +85,10 @@ def test_shipped_dcgan_samples_show_their_digit(digit_classifier, name):
     assert correct.mean() >= 0.85, f"{name}: {correct.mean():.1%} (per class {per_class})"
 
 
-@pytest.mark.parametrize("name", _shipped("cgn") or [pytest.param(None, marks=pytest.mark.skip)])
+@pytest.mark.parametrize(
+    "name",
+    _shipped("cgn") or [pytest.param(None, marks=pytest.mark.skip(reason="no CGN zoo entry yet"))],
+)
 def test_shipped_cgn_masks_are_their_digit(digit_classifier, name):
     from robustbench_cgn_plugins.mnist import zoo
 
