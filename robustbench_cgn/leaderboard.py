@@ -35,8 +35,8 @@ def _flatten(prefix: str, value: object, out: dict[str, str]) -> None:
     if isinstance(value, Mapping):
         for key, item in value.items():
             _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
-    else:
-        out[prefix] = canonical_json(value)
+    else:  # strings as they are (no JSON quotes in a table cell), other values as JSON
+        out[prefix] = value if isinstance(value, str) else canonical_json(value)
 
 
 def config_labels(specs: Mapping[str, Mapping]) -> dict[str, str]:

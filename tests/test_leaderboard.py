@@ -190,3 +190,11 @@ def test_rows_exist_only_for_measured_combinations_and_settings_compare_within_a
     assert sorted(board["config"]) == ["default", "generator.n=1", "generator.n=2"]
     header = to_markdown(board).splitlines()[2]
     assert "generator.n" in header and "generator.w" not in header
+
+
+def test_string_settings_are_labelled_without_quotes():
+    def with_weights(weights):
+        return {"generator": {"config": {"weights": weights}}, "classifier": {}, "benchmark": {}}
+
+    labels = config_labels({"a": with_weights("zoo"), "b": with_weights("/w.pth")})
+    assert labels == {"a": "generator.weights=zoo", "b": "generator.weights=/w.pth"}
