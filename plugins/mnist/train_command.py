@@ -69,6 +69,14 @@ SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
     "--lambda-adv", type=float, default=1.0, show_default=True, help="0 ablates the GAN loss."
 )
 @click.option(
+    "--mask-gradient",
+    type=click.Choice(["clamp", "straight-through"]),
+    default="clamp",
+    show_default=True,
+    help="CGN: clamp = the reference (no gradient where the mask is clamped); "
+    "straight-through = same masks, gradients pass the clamp (experimental).",
+)
+@click.option(
     "--style-weights",
     callback=comma_floats,
     default=None,
@@ -96,6 +104,7 @@ def train_generator_command(
     lambda_binary,
     lambda_edge,
     lambda_adv,
+    mask_gradient,
     style_weights,
     threads,
     device,
@@ -121,6 +130,7 @@ def train_generator_command(
         lambda_binary=lambda_binary,
         lambda_edge=lambda_edge,
         lambda_adv=lambda_adv,
+        mask_gradient=mask_gradient,
         style_weights=style_weights,
         checkpoint_every=checkpoint_every,
         sample_every=sample_every,

@@ -115,7 +115,7 @@ from robustbench_cgn.training_run import (
 from robustbench_cgn.training_run import latest_checkpoint as find_latest_checkpoint
 
 from .cgn_fast import upsample_conv_as_conv_transpose
-from .cgn_model import CGN, build_cgn, compose, init_weights_pix2pix
+from .cgn_model import CGN, MASK_MAX, MASK_MIN, build_cgn, compose, init_weights_pix2pix
 from .counterfactuals import quantize_images
 from .dcgan_model import DCGANGenerator
 from .discriminators import DiscConv, DiscLin
@@ -192,6 +192,10 @@ class TrainConfig:
     * ``lambda_binary``, ``style_weights`` (relu1_2, 2_2, 3_3, 4_3), ``lambda_edge``,
       ``lambda_adv`` (CGN adversarial-loss weight, 1 in the reference), ``disc``
       (``linear``: DiscLin, ``conv``: DiscConv), ``ndf``: the loss/discriminator table.
+    * ``mask_gradient`` (CGN, training only): ``clamp`` (the reference: no gradient reaches
+      ``f_shape`` where the mask is clamped) or ``straight-through`` (the same mask values,
+      but the clamp passes gradients as if it were the identity, so a saturated, wrong mask can
+      still move; an experiment against the mask collapse, see the module docstring).
     * speed only, same math up to float rounding: ``channels_last`` (memory format of VGG and
       of the fused generator), ``fused_generator`` (:func:`cgn_train_forward`), ``fused_adam``
       (``torch.optim.Adam(fused=True)``: one kernel instead of a Python loop over parameters;
@@ -216,6 +220,7 @@ class TrainConfig:
     style_weights: tuple[float, float, float, float] | None = None
     lambda_edge: float | None = None
     lambda_adv: float = 1.0  # weight of the generator's adversarial loss (0: loss ablation)
+    mask_gradient: Literal["clamp", "straight-through"] = "clamp"
     disc: Literal["linear", "conv"] | None = None
     ndf: int | None = None
     channels_last: bool = True
@@ -250,6 +255,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1")
         if self.iterations is not None and self.iterations < 0:
             raise ConfigError("iterations must be >= 0")
+        if self.mask_gradient not in ("clamp", "straight-through"):
+            raise ConfigError(
+                f"mask_gradient must be 'clamp' or 'straight-through', not {self.mask_gradient!r}"
+            )
         if self.disc not in (None, "linear", "conv"):
             raise ConfigError(f"disc must be 'linear' or 'conv', not {self.disc!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -417,6 +426,8 @@ def reproduce_command(
             args += ["--style-weights", ",".join(repr(w) for w in c.style_weights or ())]
         if c.lambda_adv != hp.lambda_adv:
             args += ["--lambda-adv", repr(c.lambda_adv)]
+        if c.mask_gradient != hp.mask_gradient:
+            args += ["--mask-gradient", c.mask_gradient]
     return shlex.join(args)
 
 
@@ -482,6 +493,18 @@ def run_fused(seq: nn.Sequential, h: Tensor, channels_last: bool = False) -> Ten
     return h
 
 
+class _StraightThroughClamp(torch.autograd.Function):
+    """``x.clamp(lo, hi)`` forward; the identity's gradient backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, lo: float, hi: float) -> Tensor:
+        return x.clamp(lo, hi)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        return grad, None, None
+
+
 def cgn_train_forward(
     cgn: CGN,
     y: Tensor,
@@ -489,19 +512,29 @@ def cgn_train_forward(
     *,
     fused: bool = True,
     channels_last: bool = False,
+    straight_through: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The CGN's normal forward for training: ``(x_gen, mask)``.
 
     ``fused=False`` is literally ``cgn(y, generator=generator)``. ``fused=True`` computes the same
     thing through :func:`run_fused` (same random draws in the same order: ``u``, foreground
     shifts, background shifts), roughly halving the generator's forward + backward time.
+    ``straight_through`` (fused only) keeps the mask's values and lets gradients pass the clamp.
     """
     if not fused:
+        if straight_through:
+            raise ConfigError("mask_gradient='straight-through' needs the fused generator")
         out = cgn(y, generator=generator)
         return out.x, out.mask
     b = y.shape[0]
     z = cgn.mechanism_input(cgn.sample_noise(b, generator), y)
-    mask = cgn.mask_from_logits(run_fused(cgn.f_shape, z, channels_last)).repeat(1, 3, 1, 1)
+    raw = run_fused(cgn.f_shape, z, channels_last)
+    if straight_through:
+        pre = torch.sigmoid(raw) if cgn.mask_activation == "sigmoid" else raw
+        mask = _StraightThroughClamp.apply(pre, MASK_MIN, MASK_MAX)
+    else:
+        mask = cgn.mask_from_logits(raw)
+    mask = mask.repeat(1, 3, 1, 1)
     fg = cgn.shuffler(run_fused(cgn.f_text1, z, channels_last), generator=generator)
     bg = cgn.shuffler(run_fused(cgn.f_text2, z, channels_last), generator=generator)
     return compose(mask, fg, bg), mask
@@ -663,7 +696,12 @@ class MnistGeneratorTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         y_gen = torch.randint(cgn.n_classes, (b,), generator=self.rng, device=self.device)
         x_gen, mask = cgn_train_forward(
-            cgn, y_gen, self.rng, fused=cfg.fused_generator, channels_last=cfg.channels_last
+            cgn,
+            y_gen,
+            self.rng,
+            fused=cfg.fused_generator,
+            channels_last=cfg.channels_last,
+            straight_through=cfg.mask_gradient == "straight-through",
         )
         d.requires_grad_(False)  # G step: D's weight gradients are not needed
         g: dict[str, Tensor] = {"g_adv": cfg.lambda_adv * lsgan_loss(d(x_gen, y_gen), 1.0)}

@@ -26,6 +26,7 @@ from robustbench_cgn_plugins.mnist.training import (
     load_checkpoint,
     load_dcgan_generator,
     load_train_data,
+    reproduce_command,
     sample_dcgan,
 )
 
@@ -258,3 +259,29 @@ def test_collapse_indicator():
     assert out["per_class"][8]["border_mean"] == 1.0 and out["per_class"][0]["border_mean"] == 0
     fresh = mask_collapse_indicators(build_cgn(), n_per_class=4, seed=0)
     assert len(fresh["per_class"]) == 10 and all(r["n"] == 4 for r in fresh["per_class"])
+
+
+def test_straight_through_mask_keeps_values_and_passes_gradients_at_the_clamp():
+    torch.manual_seed(0)
+    a = build_cgn("colored")
+    b = build_cgn("colored")
+    b.load_state_dict(a.state_dict())
+    y = torch.arange(10).repeat(2)
+    xa, ma = cgn_train_forward(a, y, torch.Generator().manual_seed(5))
+    xb, mb = cgn_train_forward(b, y, torch.Generator().manual_seed(5), straight_through=True)
+    assert torch.equal(ma, mb) and torch.equal(xa, xb)  # the same forward
+    saturated = (ma <= 1e-4) | (ma >= 0.9999)
+    assert saturated.float().mean() > 0.2  # a fresh CGN's mask is mostly clamped
+    # a loss on the saturated pixels only: the clamp blocks it, straight-through passes it
+    weights = torch.randn(ma.shape, generator=torch.Generator().manual_seed(1)) * saturated
+    (ma * weights).sum().backward()
+    (mb * weights).sum().backward()
+    grad_a, grad_b = a.f_shape[0].weight.grad, b.f_shape[0].weight.grad
+    assert grad_a is None or grad_a.abs().max() == 0
+    assert grad_b.abs().max() > 0
+    with pytest.raises(ConfigError, match="fused"):
+        cgn_train_forward(a, y, torch.Generator(), fused=False, straight_through=True)
+    with pytest.raises(ConfigError, match="mask_gradient"):
+        TrainConfig(mask_gradient="sigmoid")
+    command = reproduce_command(TrainConfig(mask_gradient="straight-through").resolved(), "D")
+    assert "--mask-gradient straight-through" in command
