@@ -34,7 +34,11 @@ through 5,000). Which classes fail depends on the seed. Continuing training from
 colored checkpoint with this trainer keeps its masks digit-shaped (checked for 200 iterations,
 D and G losses balanced at ~0.23 / 0.36, versus D ~0.06 and G ~0.8 from scratch), so the
 losses preserve the good solution; reaching it from scratch is the unstable part, the
-reproduction's "mask collapse".
+reproduction's "mask collapse". Tried without success (seed 0, judged by the per-class masks at
+500-1,000 iterations, where the failures show): ``mask_gradient="straight-through"`` with the
+edge loss (masks become soft blobs and the foreground texture learns a tiled stroke pattern that
+survives the shuffler's rolls), and style weights x0.3 (six classes framed or inverted by 500
+iterations: the style loss helps).
 
 Length. One epoch is ``n_train // batch_size`` iterations (every batch full). The colored train
 split is all of MNIST train (60,000 images), so the default 15 epochs are **56,250** iterations
