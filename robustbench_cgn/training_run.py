@@ -19,6 +19,7 @@ module only names, finds, prunes and logs.
 from __future__ import annotations
 
 import json
+import platform
 import time
 import warnings
 from collections.abc import Callable
@@ -250,11 +251,8 @@ class TrainingLog:
 
 def environment_record(device: object) -> dict[str, object]:
     """What a checkpoint records of the software it was written with (a resumed run on other
-    threads or another device is not bit-identical, so this is kept beside the state)."""
-    import platform
-
-    import torch
-
+    threads or another device is not bit-identical, so this is kept beside the state). The
+    light counterpart of :func:`~robustbench_cgn.provenance.collect`, which runs record."""
     return {
         "torch": str(torch.__version__),
         "python": platform.python_version(),

@@ -292,43 +292,36 @@ class CGNEnsemble(ImageNetClassifier):
         if config.freeze_bn:
             freeze_batchnorm(self.model)
         # Each item's augmentation is drawn from a seed of (epoch, its position in the
-        # epoch's stream): the same whatever the workers and whichever rank loads it.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(augmentation_seed)
-            real_loader = self._loader(real, real_batches, ctx, augmentation_seed + 1)
-            cf_loader = self._loader(
-                counterfactual, counterfactual_batches, ctx, augmentation_seed + 2
-            )
-            with ctx.progress.task(
-                f"cgn-ensemble epoch {epoch + 1}/{config.epochs}", total=steps
-            ) as bar:
-                for step, (real_item, cf_item) in enumerate(
-                    zip(real_loader, cf_loader, strict=False)
-                ):
-                    parts = []
-                    if real_item is not None:
-                        labels = torch.as_tensor(real_item[1]).view(-1)
-                        parts.append(("real", real_item[0], labels, len(real_chunks[step])))  # type: ignore[index]
-                    if cf_item is not None:
-                        labels = torch.as_tensor(cf_item[1]).view(-1, 3)
-                        parts.append(("cf", cf_item[0], labels, len(cf_chunks[step])))  # type: ignore[index]
-                    largest = max((len(part[2]) for part in parts), default=1)
-                    step_totals, step_correct = self._halving.run(
-                        partial(
-                            self._accumulate, parts, optimizer=optimizer, scaler=scaler, ctx=ctx
-                        ),
-                        largest,
-                    )
-                    for key, value in step_totals.items():
-                        totals[key] += value
-                    for head, value in step_correct.items():
-                        cf_correct[head] += value
-                    dist.average_gradients(self.model)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if step % 20 == 0 or step == steps - 1:
-                        bar.update(0, status=_status(totals))
-                    bar.update(1)
+        # epoch's stream) by _PositionSeeded: the same whatever the workers and whichever rank
+        # loads it; the loaders' generators only fix the workers' base seeds.
+        real_loader = self._loader(real, real_batches, ctx, augmentation_seed + 1)
+        cf_loader = self._loader(counterfactual, counterfactual_batches, ctx, augmentation_seed + 2)
+        with ctx.progress.task(
+            f"cgn-ensemble epoch {epoch + 1}/{config.epochs}", total=steps
+        ) as bar:
+            for step, (real_item, cf_item) in enumerate(zip(real_loader, cf_loader, strict=False)):
+                parts = []
+                if real_item is not None:
+                    labels = torch.as_tensor(real_item[1]).view(-1)
+                    parts.append(("real", real_item[0], labels, len(real_chunks[step])))  # type: ignore[index]
+                if cf_item is not None:
+                    labels = torch.as_tensor(cf_item[1]).view(-1, 3)
+                    parts.append(("cf", cf_item[0], labels, len(cf_chunks[step])))  # type: ignore[index]
+                largest = max((len(part[2]) for part in parts), default=1)
+                step_totals, step_correct = self._halving.run(
+                    partial(self._accumulate, parts, optimizer=optimizer, scaler=scaler, ctx=ctx),
+                    largest,
+                )
+                for key, value in step_totals.items():
+                    totals[key] += value
+                for head, value in step_correct.items():
+                    cf_correct[head] += value
+                dist.average_gradients(self.model)
+                scaler.step(optimizer)
+                scaler.update()
+                if step % 20 == 0 or step == steps - 1:
+                    bar.update(0, status=_status(totals))
+                bar.update(1)
         if dist.enabled:  # every rank reports the statistics of the global batches
             keys = list(totals)
             summed = dist.sum_over_ranks(*[totals[k] for k in keys], *cf_correct.values())
@@ -543,8 +536,8 @@ class _PositionSeeded(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         index, position = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + position) % 2**63)
+        with torch.random.fork_rng(devices=[]):  # only the CPU generator is reseeded
+            torch.random.default_generator.manual_seed((self.seed * 1_000_003 + position) % 2**63)
             return self.dataset[index]
 
 

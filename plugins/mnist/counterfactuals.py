@@ -293,7 +293,7 @@ def _resume_point(part: Path, fingerprint: str, n: int) -> int:
 
 
 def write_image_batches(
-    batches: BatchSource | Iterable[CounterfactualBatch],
+    batches: BatchSource,
     out_dir: str | PathLike[str],
     n: int,
     *,
@@ -311,11 +311,10 @@ def write_image_batches(
     renamed when complete, so memory stays bounded and an interrupted write leaves nothing
     that looks finished. ``meta`` (generator facts) is merged into the file's metadata.
 
-    Resuming: when ``batches`` is a callable ``batches(start)`` returning the batches from image
-    ``start`` on (a batch boundary), a ``progress.json`` (images flushed so far, and a
-    fingerprint of ``n``, the sizes and ``meta``) is updated after every batch, and a later call
-    with the same fingerprint continues from there instead of starting again. A plain iterable
-    always starts from scratch.
+    Resuming: ``batches(start)`` returns the batches from image ``start`` on (a batch
+    boundary); a ``progress.json`` (images flushed so far, and a fingerprint of ``n``, the sizes
+    and ``meta``) is updated after every batch, and a later call with the same fingerprint
+    continues from there instead of starting again.
     """
     if n < 1:
         raise ConfigError(f"need at least one image to write, got n={n}")
@@ -336,8 +335,7 @@ def write_image_batches(
             default=str,
         ).encode()
     ).hexdigest()
-    resumable = callable(batches)
-    done = _resume_point(part, fingerprint, n) if resumable else 0
+    done = _resume_point(part, fingerprint, n)
     if done == 0:
         if part.exists():
             shutil.rmtree(part)
@@ -349,8 +347,7 @@ def write_image_batches(
     if on_progress is not None and done:
         on_progress(done)
     t0 = time.perf_counter()
-    source = batches(done) if callable(batches) else batches
-    for batch in source:
+    for batch in batches(done):
         stop = done + len(batch)
         if stop > n:
             raise CGNBenchError(f"the generator yielded more than the {n} images asked for")
@@ -360,9 +357,9 @@ def write_image_batches(
             mm.flush()
             del mm  # unmap: the written pages leave this process's resident set
         done = stop
-        if resumable:  # after the flush: a kill in between only redoes this batch
-            progress = json.dumps({"done": done, "fingerprint": fingerprint})
-            atomic_write_text(progress, part / PROGRESS_FILE)
+        # after the flush: a kill in between only redoes this batch
+        progress = json.dumps({"done": done, "fingerprint": fingerprint})
+        atomic_write_text(progress, part / PROGRESS_FILE)
         if on_progress is not None:
             on_progress(done)
     if done != n:

@@ -66,7 +66,7 @@ def _spec(name: str) -> WeightsSpec:
         provenance={
             "command": record.get("command"),
             "iterations": record.get("iterations"),
-            "data_source": data.get("mnist_source") or data.get("source"),
+            "data_source": data.get("mnist_source"),
             "vgg": (record.get("vgg") or {}).get("sha256"),
         },
     )

@@ -106,7 +106,7 @@ def sweep_command(
     base = merge_overrides({}, sets)
     points = expand(generators, classifiers, benchmarks, seeds, parse_grid(grid_options))
     runner = Runner(app.plugins, app.store, app.paths(data_dir), app.progress)
-    requests = []
+    requests, run_ids = [], []
     for point in points:
         request = RunRequest(
             generator=point.generator,
@@ -118,14 +118,12 @@ def sweep_command(
             overrides=point.overrides(base),
         )
         try:
-            runner.plan(request)
+            run_ids.append(runner.plan(request).run_id)
         except CGNBenchError as exc:
             raise CGNBenchError(f"sweep point {point.command()}: {exc}") from exc
         requests.append(request)
     if emit_jobs:
-        _write_jobs(
-            app, emit_jobs, points, requests, runner, launch, sets, mix, device, data_dir, resume
-        )
+        _write_jobs(app, emit_jobs, points, run_ids, launch, sets, mix, device, data_dir, resume)
         return
     keys = list(points[0].settings) if points else []
     varying = [
@@ -144,7 +142,7 @@ def sweep_command(
     summary.add_column("main metric")
     failed = 0
     main_metrics = app.main_metrics()
-    for point, request in zip(points, requests, strict=True):
+    for point, request, planned_id in zip(points, requests, run_ids, strict=True):
         try:
             with warnings_once(app):
                 outcome = runner.run(request)
@@ -160,7 +158,7 @@ def sweep_command(
             run_id = outcome.run_id
         except CGNBenchError as exc:  # one bad point does not stop the others
             failed += 1
-            status, shown, run_id = f"failed: {exc}", "", runner.plan(request).run_id
+            status, shown, run_id = f"failed: {exc}", "", planned_id
         summary.add_row(
             run_id[:8],
             *[str(getattr(point, attr)) for _, attr in varying],
@@ -173,14 +171,14 @@ def sweep_command(
         raise CGNBenchError(f"{failed} of {len(points)} sweep runs failed; rerun to retry them")
 
 
-def _write_jobs(app, path, points, requests, runner, launch, sets, mix, device, data_dir, resume):
-    """Write the job file (atomically) for the points still to do."""
+def _write_jobs(app, path, points, run_ids, launch, sets, mix, device, data_dir, resume):
+    """Write the job file (atomically) for the points still to do (``run_ids``: the points'
+    planned run identities)."""
     fixed = [arg for s in sets for arg in ("--set", s)] + ["--mix", mix, "--device", device]
     fixed += ["--data-dir", data_dir] if data_dir else []
     prefix = ["--results", str(app.paths().results)] if app.results else []
     jobs, skipped = [], 0
-    for point, request in zip(points, requests, strict=True):
-        run_id = runner.plan(request).run_id
+    for point, run_id in zip(points, run_ids, strict=True):
         record = app.store.get_run(run_id) if resume else None
         if record is not None and record.status == "complete":
             skipped += 1

@@ -25,7 +25,7 @@ def zoo_dir(monkeypatch, tmp_path):
         "mode": "faithful",
         "mask_activation": "clamp",
         "iteration": 123,
-        "data": {"source": "mnist-full"},
+        "data": {"mnist_source": "mnist-full"},  # as load_train_data records it
         "vgg": {"sha256": "ab" * 32},
         "command": "cgnbench train-generator --model cgn --variant colored ...",
     }
