@@ -77,6 +77,30 @@ SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
     "straight-through = same masks, gradients pass the clamp (experimental).",
 )
 @click.option(
+    "--mechanism-prior",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="CGN warm-up against mask collapse: weight (at iteration 0, falling linearly to 0) of "
+    "pulling mask, foreground and background towards the real class's mean digit and "
+    "colours; 0 = off (the reference).",
+)
+@click.option(
+    "--texture-init",
+    type=click.Choice(["default", "data"]),
+    default="default",
+    show_default=True,
+    help="CGN: data = start the texture mechanisms at the real mean digit/background colours "
+    "(bias of their last BatchNorm); default = the reference's init.",
+)
+@click.option(
+    "--mechanism-prior-iterations",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Length of the CGN warm-up in iterations.",
+)
+@click.option(
     "--style-weights",
     callback=comma_floats,
     default=None,
@@ -105,6 +129,9 @@ def train_generator_command(
     lambda_edge,
     lambda_adv,
     mask_gradient,
+    mechanism_prior,
+    mechanism_prior_iterations,
+    texture_init,
     style_weights,
     threads,
     device,
@@ -131,6 +158,9 @@ def train_generator_command(
         lambda_edge=lambda_edge,
         lambda_adv=lambda_adv,
         mask_gradient=mask_gradient,
+        mechanism_prior=mechanism_prior,
+        mechanism_prior_iterations=mechanism_prior_iterations,
+        texture_init=texture_init,
         style_weights=style_weights,
         checkpoint_every=checkpoint_every,
         sample_every=sample_every,

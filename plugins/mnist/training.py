@@ -22,8 +22,7 @@ Modes (CGN only; recorded in every checkpoint and export):
   MNIST with the Caffe VGG16 (seed 0): at 3,500 iterations the masks were centred blobs and
   the foreground texture had taken over the digit strokes (shape agreement 8.5 % in
   ``gen-quality-c-mnist``), so the loss weights tuned for the faithful VGG input do not carry
-  over. The zoo's colored CGN is trained in faithful mode with ``--lambda-edge 0.1`` instead
-  (faithful alone inverted the masks of digits 1, 4, 8 and 9).
+  over.
 
 Known behaviour from scratch (colored, faithful, measured here): within the first 500-1,000
 iterations the shape mechanism of some classes settles on a wrong solution, and the clamp
@@ -39,6 +38,34 @@ reproduction's "mask collapse". Tried without success (seed 0, judged by the per
 edge loss (masks become soft blobs and the foreground texture learns a tiled stroke pattern that
 survives the shuffler's rolls), and style weights x0.3 (six classes framed or inverted by 500
 iterations: the style loss helps).
+
+Why, as far as measured: the two texture mechanisms end in ``BatchNorm -> Tanh``, so their batch
+mean is set by the BatchNorm bias alone, which Adam (lr 2e-4) moves by at most ~2e-4 per step;
+a black C-MNIST background needs about -2.6 (the authors' checkpoint: -4.4). For thousands of
+iterations both textures are mid-grey, and per class whichever mechanism the adversarial game
+darkens first becomes the "background": when it is the foreground, the mask inverts. Samples
+showed it directly: a shape-only warm-up (below, weight 10, seed 1) kept the masks right while
+it lasted, but the backgrounds of digits 3, 4 and 7 had turned white, and their masks began to
+invert as soon as it faded.
+
+The remedy used for the zoo (both off by default, so the reference recipe stays the default):
+
+* ``texture_init="data"`` (:func:`init_texture_bias`): the texture mechanisms' last BatchNorm
+  bias starts at ``atanh`` of the real mean digit / background colour, so the background is
+  dark from iteration 0;
+* ``mechanism_prior=w`` for ``mechanism_prior_iterations`` (:func:`~.losses.mechanism_prior_loss`):
+  a warm-up pulling each class's mask towards the mean real digit of that class and the
+  textures towards the class's mean colours, its weight falling linearly to 0.
+
+Measured (colored, shape agreement of the masks with a digit classifier, eval mode, 100 per
+class; the authors' checkpoint scores 90 %): the prior alone (weight 1 or 10, with or without
+the colour terms) only postponed the collapse: backgrounds stayed grey or white, textures took
+on stroke patterns, and at 1,500-2,000 iterations classes inverted or emptied (seed 0, weight 1:
+digits 1, 4, 8, 9 drifting to inverted, border mean 0.4; seed 1: 4 and 7 inverted). With
+``texture_init="data"`` backgrounds are black from the start and no class inverted through
+2,000 iterations, with the prior (weight 10 over 2,000 iterations, seed 0: agreement 82 % at
+1,000 and 47 % at 2,000, while the digit-to-class mapping re-settles after the warm-up) or
+without it (38 % and 53 %).
 
 Length. One epoch is ``n_train // batch_size`` iterations (every batch full). The colored train
 split is all of MNIST train (60,000 images), so the default 15 epochs are **56,250** iterations
@@ -123,7 +150,15 @@ from .cgn_model import CGN, MASK_MAX, MASK_MIN, build_cgn, compose, init_weights
 from .counterfactuals import quantize_images
 from .dcgan_model import DCGANGenerator
 from .discriminators import DiscConv, DiscLin
-from .losses import BinaryLoss, edge_loss, lsgan_loss
+from .losses import (
+    BinaryLoss,
+    MechanismPriors,
+    class_priors,
+    edge_loss,
+    lsgan_loss,
+    mechanism_prior_loss,
+    prior_weight,
+)
 from .sample_grids import mask_collapse_indicators, save_cgn_grids, save_dcgan_grid
 from .style_loss import STYLE_WEIGHTS, VGG16_FILE, VGGStyleLoss, resolve_vgg16_weights
 
@@ -200,6 +235,10 @@ class TrainConfig:
       ``f_shape`` where the mask is clamped) or ``straight-through`` (the same mask values,
       but the clamp passes gradients as if it were the identity, so a saturated, wrong mask can
       still move; an experiment against the mask collapse, see the module docstring).
+    * ``texture_init`` (``default``: the reference's init; ``data``: texture output biases at
+      the real mean colours) and ``mechanism_prior`` / ``mechanism_prior_iterations`` (weight
+      at iteration 0 and length of the warm-up towards class-mean digits and colours; 0 = off):
+      our remedy for the mask collapse, see the module docstring.
     * speed only, same math up to float rounding: ``channels_last`` (memory format of VGG and
       of the fused generator), ``fused_generator`` (:func:`cgn_train_forward`), ``fused_adam``
       (``torch.optim.Adam(fused=True)``: one kernel instead of a Python loop over parameters;
@@ -225,6 +264,9 @@ class TrainConfig:
     lambda_edge: float | None = None
     lambda_adv: float = 1.0  # weight of the generator's adversarial loss (0: loss ablation)
     mask_gradient: Literal["clamp", "straight-through"] = "clamp"
+    mechanism_prior: float = 0.0
+    mechanism_prior_iterations: int = 2000
+    texture_init: Literal["default", "data"] = "default"
     disc: Literal["linear", "conv"] | None = None
     ndf: int | None = None
     channels_last: bool = True
@@ -262,6 +304,12 @@ class TrainConfig:
         if self.mask_gradient not in ("clamp", "straight-through"):
             raise ConfigError(
                 f"mask_gradient must be 'clamp' or 'straight-through', not {self.mask_gradient!r}"
+            )
+        if self.mechanism_prior < 0 or self.mechanism_prior_iterations < 0:
+            raise ConfigError("mechanism_prior and mechanism_prior_iterations must be >= 0")
+        if self.texture_init not in ("default", "data"):
+            raise ConfigError(
+                f"texture_init must be 'default' or 'data', not {self.texture_init!r}"
             )
         if self.disc not in (None, "linear", "conv"):
             raise ConfigError(f"disc must be 'linear' or 'conv', not {self.disc!r}")
@@ -327,11 +375,14 @@ def _default(value: Any, fallback: Any) -> Any:
 
 @dataclass(frozen=True, eq=False)
 class TrainData:
-    """A variant's train split in memory: uint8 images ``[N, 3, 32, 32]``, int64 labels."""
+    """A variant's train split in memory: uint8 images ``[N, 3, 32, 32]``, int64 labels, and
+    (for the shape warm-up) the binarised digits ``masks`` uint8 ``[N, 32, 32]`` they were
+    drawn from."""
 
     images: Tensor
     labels: Tensor
     provenance: dict[str, Any] = field(default_factory=dict)
+    masks: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -380,7 +431,7 @@ def load_train_data(
     provenance = jsonable(data.meta)
     provenance["data_dir"] = str(data_dir) if data_dir is not None else None
     provenance["train_sha256"] = tensor_sha256(data.images, data.labels)
-    return TrainData(data.images, data.labels, provenance)
+    return TrainData(data.images, data.labels, provenance, masks=data.masks)
 
 
 def _find_vgg(path: str | PathLike[str] | None, data_dir: str | PathLike[str] | None) -> Path:
@@ -432,6 +483,11 @@ def reproduce_command(
             args += ["--lambda-adv", repr(c.lambda_adv)]
         if c.mask_gradient != hp.mask_gradient:
             args += ["--mask-gradient", c.mask_gradient]
+        if c.texture_init != hp.texture_init:
+            args += ["--texture-init", c.texture_init]
+        if c.mechanism_prior:
+            args += ["--mechanism-prior", repr(c.mechanism_prior)]
+            args += ["--mechanism-prior-iterations", str(c.mechanism_prior_iterations)]
     return shlex.join(args)
 
 
@@ -517,8 +573,10 @@ def cgn_train_forward(
     fused: bool = True,
     channels_last: bool = False,
     straight_through: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """The CGN's normal forward for training: ``(x_gen, mask)``.
+    with_textures: bool = False,
+) -> tuple[Tensor, ...]:
+    """The CGN's normal forward for training: ``(x_gen, mask)``, or with ``with_textures``
+    ``(x_gen, mask, foreground, background)`` (the shuffled textures).
 
     ``fused=False`` is literally ``cgn(y, generator=generator)``. ``fused=True`` computes the same
     thing through :func:`run_fused` (same random draws in the same order: ``u``, foreground
@@ -529,6 +587,8 @@ def cgn_train_forward(
         if straight_through:
             raise ConfigError("mask_gradient='straight-through' needs the fused generator")
         out = cgn(y, generator=generator)
+        if with_textures:
+            return out.x, out.mask, out.foreground, out.background
         return out.x, out.mask
     b = y.shape[0]
     z = cgn.mechanism_input(cgn.sample_noise(b, generator), y)
@@ -541,7 +601,23 @@ def cgn_train_forward(
     mask = mask.repeat(1, 3, 1, 1)
     fg = cgn.shuffler(run_fused(cgn.f_text1, z, channels_last), generator=generator)
     bg = cgn.shuffler(run_fused(cgn.f_text2, z, channels_last), generator=generator)
+    if with_textures:
+        return compose(mask, fg, bg), mask, fg, bg
     return compose(mask, fg, bg), mask
+
+
+def init_texture_bias(cgn: CGN, priors: MechanismPriors) -> None:
+    """Data-dependent init: the bias of each texture mechanism's last BatchNorm (just before
+    the Tanh) becomes ``atanh`` of the real images' mean colour (over all classes) of the digit
+    pixels (``f_text1``) and of the other pixels (``f_text2``), so the mechanisms start out
+    drawing those colours instead of mid-grey. Why: with Adam at lr 2e-4 a bias moves at most
+    ~2e-4 per step, and a black background needs about -2.6 (the authors' colored checkpoint has
+    -4.4): thousands of iterations during which some classes' masks settle inverted."""
+    for seq, colours in ((cgn.f_text1, priors.foreground), (cgn.f_text2, priors.background)):
+        bn = [m for m in seq if isinstance(m, nn.BatchNorm2d)][-1]
+        mean = colours.mean(0).clamp(-0.99, 0.99).to(bn.bias.device, bn.bias.dtype)
+        with torch.no_grad():
+            bn.bias.copy_(torch.atanh(mean))
 
 
 # --------------------------------------------------------------------------------- trainer
@@ -624,6 +700,20 @@ class MnistGeneratorTrainer:
                 "vgg_mode": self.style.mode,
             }
             self.binary = BinaryLoss(cfg.lambda_binary or 0.0)
+        self.priors: MechanismPriors | None = None
+        wants_priors = cfg.mechanism_prior > 0 or cfg.texture_init == "data"
+        if cfg.model == "cgn" and wants_priors:
+            if data.masks is None:
+                raise ConfigError(
+                    "mechanism_prior needs the binarised digits of the train split "
+                    "(TrainData.masks)"
+                )
+            try:
+                self.priors = class_priors(data.images, data.masks, data.labels).to(self.device)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
+            if cfg.texture_init == "data":
+                init_texture_bias(self.generator, self.priors)
         self.images = data.images
         self.labels = data.labels.to(torch.long)
         self.resumed_from: Path | None = None
@@ -699,13 +789,14 @@ class MnistGeneratorTrainer:
         b = x_real.shape[0]
         self.opt_g.zero_grad(set_to_none=True)
         y_gen = torch.randint(cgn.n_classes, (b,), generator=self.rng, device=self.device)
-        x_gen, mask = cgn_train_forward(
+        x_gen, mask, fg, bg = cgn_train_forward(
             cgn,
             y_gen,
             self.rng,
             fused=cfg.fused_generator,
             channels_last=cfg.channels_last,
             straight_through=cfg.mask_gradient == "straight-through",
+            with_textures=True,
         )
         d.requires_grad_(False)  # G step: D's weight gradients are not needed
         g: dict[str, Tensor] = {"g_adv": cfg.lambda_adv * lsgan_loss(d(x_gen, y_gen), 1.0)}
@@ -713,6 +804,9 @@ class MnistGeneratorTrainer:
         g["g_style"] = self.style(x_gen, x_real)
         if cfg.lambda_edge:
             g["g_edge"] = edge_loss(mask, cfg.lambda_edge)
+        if self.priors is not None and cfg.mechanism_prior > 0:
+            w = prior_weight(cfg.mechanism_prior, self.iteration, cfg.mechanism_prior_iterations)
+            g["g_prior"] = mechanism_prior_loss(mask, fg, bg, y_gen, self.priors, w)
         g["g_total"] = sum(g.values())  # type: ignore[assignment]
         g["g_total"].backward()
         self.opt_g.step()

@@ -113,6 +113,8 @@ TRAINING_FACTS = (
     "lambda_binary",
     "style_weights",
     "lambda_edge",
+    "mechanism_prior",
+    "mechanism_prior_iterations",
 )
 
 

@@ -11,8 +11,11 @@ from robustbench_cgn.errors import ConfigError, DataNotFoundError
 from robustbench_cgn_plugins.mnist.losses import (
     BinaryLoss,
     binary_entropy_bits,
+    class_priors,
     edge_loss,
     lsgan_loss,
+    mechanism_prior_loss,
+    prior_weight,
 )
 from robustbench_cgn_plugins.mnist.style_loss import (
     CAFFE_MEAN_255,
@@ -120,6 +123,36 @@ def test_binary_entropy_in_bits():
     assert binary_entropy_bits(sharp).item() < 2e-3
     assert torch.isfinite(binary_entropy_bits(torch.tensor([0.0, 1.0])))
     assert math.isclose(BinaryLoss(0.3)(torch.full((4,), 0.5)).item(), 0.3, rel_tol=1e-6)
+
+
+def test_class_priors_and_mechanism_prior_loss():
+    masks = torch.zeros(4, 2, 2, dtype=torch.uint8)
+    masks[0, 0, 0] = masks[1, 0, 0] = masks[1, 1, 1] = masks[2, 1, 1] = 1
+    labels = torch.tensor([0, 0, 1, 1])
+    images = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)  # black (-1) backgrounds ...
+    images[:, 0] = masks * 255  # ... and red (1, -1, -1) digits
+    priors = class_priors(images, masks, labels, n_classes=2, chunk=3)  # two chunks
+    assert torch.equal(
+        priors.shape, torch.tensor([[[1.0, 0.0], [0.0, 0.5]], [[0.0, 0.0], [0.0, 0.5]]])
+    )
+    assert torch.equal(priors.foreground, torch.tensor([[1.0, -1, -1], [1, -1, -1]]))
+    assert torch.equal(priors.background, torch.full((2, 3), -1.0))
+    with pytest.raises(ValueError, match=r"class\(es\) \[2\]"):
+        class_priors(images, masks, labels, n_classes=3)
+    # weight: linear from w at 0 to 0 at n, never negative
+    assert [prior_weight(2.0, t, 4) for t in (0, 1, 4, 9)] == [2.0, 1.5, 0.0, 0.0]
+    assert prior_weight(0.0, 0, 4) == prior_weight(1.0, 0, 0) == 0.0
+    # loss: channel 0 of a [B, 3, H, W] mask against the shape of each sample's class, textures
+    # against flat class colours
+    mask = priors.shape[[1, 0]].unsqueeze(1).repeat(1, 3, 1, 1)  # sample 0 is a 1, sample 1 a 0
+    fg = torch.tensor([1.0, -1, -1]).view(1, 3, 1, 1).expand(2, 3, 2, 2)
+    bg = torch.full((2, 3, 2, 2), -1.0)
+    y = torch.tensor([1, 0])
+    assert mechanism_prior_loss(mask, fg, bg, y, priors, 3.0).item() == 0.0
+    swapped = mechanism_prior_loss(mask, fg, bg, y.flip(0), priors, 3.0).item()
+    assert math.isclose(swapped, 3.0 * (1.0 + 1.0) / 8, rel_tol=1e-6)  # two pixels off by 1
+    white_bg = mechanism_prior_loss(mask, fg, -bg, y, priors, 1.0).item()
+    assert math.isclose(white_bg, 4.0, rel_tol=1e-6)  # every background value off by 2
 
 
 def test_edge_loss():

@@ -51,7 +51,9 @@ def colored(shared_data):
 @pytest.fixture(scope="module")
 def tiny(colored):
     """16 real colored-MNIST images: with batch 4 an epoch is 4 iterations."""
-    return TrainData(colored.images[:16], colored.labels[:16], colored.provenance)
+    return TrainData(
+        colored.images[:16], colored.labels[:16], colored.provenance, masks=colored.masks[:16]
+    )
 
 
 @pytest.fixture
@@ -142,11 +144,15 @@ def test_fused_generator_forward_matches_the_module(improved, channels_last):
     b.load_state_dict(a.state_dict())
     y = torch.arange(10).repeat(2)
     ga, gb = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    xa, ma = cgn_train_forward(a, y, ga, fused=False)
-    xb, mb = cgn_train_forward(b, y, gb, fused=True, channels_last=channels_last)
+    xa, ma, *textures_a = cgn_train_forward(a, y, ga, fused=False, with_textures=True)
+    xb, mb, *textures_b = cgn_train_forward(
+        b, y, gb, fused=True, channels_last=channels_last, with_textures=True
+    )
     assert torch.equal(ga.get_state(), gb.get_state())  # same random draws
     torch.testing.assert_close(xb, xa, atol=2e-5, rtol=0)
     torch.testing.assert_close(mb, ma, atol=2e-5, rtol=0)
+    for tb, ta in zip(textures_b, textures_a, strict=True):  # shuffled foreground, background
+        torch.testing.assert_close(tb, ta, atol=2e-5, rtol=0)
     (xa.square().sum() + ma.sum()).backward()
     (xb.square().sum() + mb.sum()).backward()
     # the texture convs' biases feed a BatchNorm: their true gradient is 0 (pure rounding noise)
@@ -285,3 +291,75 @@ def test_straight_through_mask_keeps_values_and_passes_gradients_at_the_clamp():
         TrainConfig(mask_gradient="sigmoid")
     command = reproduce_command(TrainConfig(mask_gradient="straight-through").resolved(), "D")
     assert "--mask-gradient straight-through" in command
+
+
+def test_mechanism_prior_warmup_adds_a_decaying_loss(make, tiny, colored, shared_data, tmp_path):
+    assert colored.masks.shape == (60_000, 32, 32) and colored.masks.dtype == torch.uint8
+    # the binarised digits are the strokes of the coloured images (black background), less the
+    # faint anti-aliased edge pixels that the > 0.1 threshold drops
+    stroke, digit = colored.images[:64].amax(1) > 0, colored.masks[:64].bool()
+    assert not (digit & ~stroke).any() and digit.sum() > 0.8 * stroke.sum()
+    with pytest.raises(ConfigError, match=r"class\(es\) \[8\]"):  # tiny has no 8
+        make("prior", mechanism_prior=5.0)
+    two_each = torch.cat([torch.nonzero(colored.labels == c)[:2, 0] for c in range(10)])
+    data = TrainData(
+        colored.images[two_each], colored.labels[two_each], masks=colored.masks[two_each]
+    )
+    trainer = MnistGeneratorTrainer(
+        TrainConfig(mechanism_prior=5.0, mechanism_prior_iterations=2, iterations=3, batch_size=4),
+        tmp_path / "prior",
+        data=data,
+        data_dir=shared_data,
+    )
+    assert trainer.priors.shape.shape == (10, 32, 32)
+    assert trainer.priors.background.shape == trainer.priors.foreground.shape == (10, 3)
+    assert (trainer.priors.background < -0.99).all()  # C-MNIST: black backgrounds
+    first = trainer.train_step()
+    assert first["g_prior"] > 0 and torch.isfinite(torch.tensor(first["g_total"]))
+    trainer.train_step()
+    assert trainer.train_step()["g_prior"] == 0.0  # iteration 2 of 2: warm-up over
+    command = reproduce_command(trainer.config, "D")
+    assert "--mechanism-prior 5.0 --mechanism-prior-iterations 2" in command
+    no_masks = TrainData(tiny.images, tiny.labels, tiny.provenance)
+    with pytest.raises(ConfigError, match="binarised digits"):
+        MnistGeneratorTrainer(
+            TrainConfig(mechanism_prior=1.0, batch_size=4),
+            trainer.out_dir / "x",
+            data=no_masks,
+            data_dir=trainer.data_dir,
+        )
+    with pytest.raises(ConfigError, match="mechanism_prior"):
+        TrainConfig(mechanism_prior=-1.0)
+
+
+def test_texture_init_data_starts_the_textures_at_the_real_colours(colored, shared_data, tmp_path):
+    two_each = torch.cat([torch.nonzero(colored.labels == c)[:2, 0] for c in range(10)])
+    data = TrainData(
+        colored.images[two_each], colored.labels[two_each], masks=colored.masks[two_each]
+    )
+
+    def make(init):
+        config = TrainConfig(texture_init=init, iterations=1, batch_size=4)
+        return MnistGeneratorTrainer(config, tmp_path / init, data=data, data_dir=shared_data)
+
+    default, data_init = make("default"), make("data")
+    assert data_init.priors is not None and default.priors is None
+    bg_bias = data_init.generator.f_text2[11].bias
+    fg_bias = data_init.generator.f_text1[11].bias
+    expected_bg = torch.atanh(data_init.priors.background.mean(0).clamp(-0.99, 0.99))
+    torch.testing.assert_close(bg_bias, expected_bg)
+    assert (bg_bias < -2.5).all()  # C-MNIST backgrounds are black: atanh(-0.99)
+    torch.testing.assert_close(
+        fg_bias, torch.atanh(data_init.priors.foreground.mean(0).clamp(-0.99, 0.99))
+    )
+    # only those two biases differ from the reference init (same seed)
+    a, b = default.generator.state_dict(), data_init.generator.state_dict()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == ["f_text1.11.bias", "f_text2.11.bias"]
+    y = torch.arange(10)
+    _, _, _, background = cgn_train_forward(
+        data_init.generator, y, torch.Generator().manual_seed(0), with_textures=True
+    )
+    assert background.mean() < -0.9  # dark from the first iteration
+    assert "--texture-init data" in reproduce_command(data_init.config, "D")
+    with pytest.raises(ConfigError, match="texture_init"):
+        TrainConfig(texture_init="zeros")
