@@ -115,6 +115,7 @@ TRAINING_FACTS = (
     "lambda_edge",
     "mechanism_prior",
     "mechanism_prior_iterations",
+    "texture_init",
 )
 
 
