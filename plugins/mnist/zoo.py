@@ -46,6 +46,17 @@ def _sidecar(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _recipe(record: dict[str, Any]) -> str:
+    """``faithful``/``improved``/``dcgan`` plus the anti-collapse options the entry used."""
+    config = record.get("config") or {}
+    parts = [record.get("mode") or "dcgan"]
+    if config.get("texture_init") == "data":
+        parts.append("data texture init")
+    if config.get("mechanism_prior"):
+        parts.append(f"warm-up {config.get('mechanism_prior_iterations')} it")
+    return ", ".join(parts)
+
+
 def _spec(name: str) -> WeightsSpec:
     record = _sidecar(name)
     config = record.get("config", {})
@@ -56,7 +67,7 @@ def _spec(name: str) -> WeightsSpec:
         sha256=record.get("weights_sha256"),
         description=(
             f"{record.get('model')} on {record.get('variant')} MNIST, "
-            f"{record.get('iterations')} iterations ({record.get('mode') or 'dcgan'})"
+            f"{record.get('iterations')} iterations ({_recipe(record)})"
         ),
         tags=("mnist", config.get("variant", "")),
         preprocessing=PREPROCESSING,
