@@ -86,19 +86,19 @@ SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
     "colours; 0 = off (the reference).",
 )
 @click.option(
+    "--mechanism-prior-iterations",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Length of the CGN warm-up in iterations.",
+)
+@click.option(
     "--texture-init",
     type=click.Choice(["default", "data"]),
     default="default",
     show_default=True,
     help="CGN: data = start the texture mechanisms at the real mean digit/background colours "
     "(bias of their last BatchNorm); default = the reference's init.",
-)
-@click.option(
-    "--mechanism-prior-iterations",
-    type=int,
-    default=2000,
-    show_default=True,
-    help="Length of the CGN warm-up in iterations.",
 )
 @click.option(
     "--style-weights",
