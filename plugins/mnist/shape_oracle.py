@@ -53,6 +53,19 @@ class ShapeOracle(nn.Module):
         return (self.eval()(shapes).argmax(1) == labels).float()
 
 
+def cgn_mask_agreement(
+    cgn: nn.Module, oracle: ShapeOracle, per_class: int = 100, seed: int = 1
+) -> tuple[Tensor, Tensor]:
+    """How often a CGN's masks read as their shape label: ``per_class`` masks of each digit
+    (noise from ``seed``) -> (per-mask ``1.0``/``0.0``, labels). The zoo's quality gate and
+    ``scripts/check_zoo_candidate.py`` both measure with this."""
+    y = torch.arange(10).repeat(per_class)
+    with torch.inference_mode():
+        # a counterfactual's shape is its mask (textures do not touch it): f_shape only
+        masks = cgn.mask(cgn.sample_noise(len(y), torch.Generator().manual_seed(seed)), y)
+    return oracle.agreement(masks[:, :1], y), y
+
+
 def train_shape_oracle(mnist: MnistArrays, n_train: int = 20_000, seed: int = 0) -> ShapeOracle:
     """One epoch of Adam (lr 2e-3, batch 64) on the first ``n_train`` training digits."""
     n = min(n_train, len(mnist.train_labels))
