@@ -2,10 +2,12 @@
 
     python scripts/check_zoo_candidate.py --data-dir ../shared/data RUN/checkpoints/ckpt_*.pt
 
-prints, per checkpoint, how often its masks read as their digit (100 per class) with the same
-oracle, seed and threshold as ``test_mnist_cf_quality.py::test_shipped_cgn_masks_are_their_digit``
-(gate 85 %), so the number reported for a shipped entry is the one the test measures.
-Then ``scripts/export_zoo_entry.py CKPT NAME`` ships the chosen one.
+prints, per checkpoint, how often a CGN's masks (100 per class) or a DCGAN's samples (1,000,
+their digit region read from the pixels) read as their digit, with the same oracle, seeds,
+readings and gates as ``tests/plugins/mnist/test_mnist_cf_quality.py`` (the gates are
+``zoo.CGN_GATE`` and ``zoo.DCGAN_GATES``), so the number reported for a shipped entry is the
+one the test measures. Then ``scripts/export_zoo_entry.py CKPT NAME`` ships the chosen one.
+W-MNIST DCGANs need the texture files (``--textures-dir``, default ``DATA/wmnist_textures``).
 """
 
 from __future__ import annotations
@@ -17,28 +19,52 @@ from pathlib import Path
 import torch
 
 from robustbench_cgn.data.mnist import resolve_mnist
+from robustbench_cgn.data.mnist_variants import load_textures
 from robustbench_cgn_plugins.mnist.cgn_model import load_cgn_checkpoint
+from robustbench_cgn_plugins.mnist.digit_regions import (
+    dcgan_sample_agreement,
+    texture_log_histograms,
+)
 from robustbench_cgn_plugins.mnist.shape_oracle import cgn_mask_agreement, train_shape_oracle
-from robustbench_cgn_plugins.mnist.training import export_generator_weights
+from robustbench_cgn_plugins.mnist.training import (
+    export_generator_weights,
+    load_checkpoint,
+    load_dcgan_generator,
+)
+from robustbench_cgn_plugins.mnist.zoo import CGN_GATE, DCGAN_GATES
 
-GATE = 0.85
+DCGAN_BENCHMARK = {"colored": "c-mnist", "double-colored": "dc-mnist", "wildlife": "w-mnist"}
+
+
+def measure(checkpoint: Path, oracle, textures_dir: Path, tmp: Path) -> tuple[torch.Tensor, ...]:
+    """(per-item agreement, labels, gate) of one training checkpoint."""
+    config = load_checkpoint(checkpoint)["config"]
+    weights = export_generator_weights(checkpoint, tmp / f"{checkpoint.stem}.pth")
+    if config["model"] == "cgn":
+        return (*cgn_mask_agreement(load_cgn_checkpoint(weights), oracle), CGN_GATE)
+    benchmark = DCGAN_BENCHMARK[config["variant"]]
+    hists = None
+    if benchmark == "w-mnist":
+        hists = texture_log_histograms(load_textures(textures_dir))
+    correct, labels = dcgan_sample_agreement(load_dcgan_generator(weights), oracle, hists)
+    return correct, labels, DCGAN_GATES[benchmark]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--data-dir", required=True, help="folder holding MNIST/raw")
+    parser.add_argument("--data-dir", required=True, type=Path, help="folder holding MNIST/raw")
+    parser.add_argument("--textures-dir", type=Path, help="W-MNIST textures (object/, background/)")
     args = parser.parse_args()
+    textures_dir = args.textures_dir or args.data_dir / "wmnist_textures"
     torch.set_num_threads(1)  # as the test's oracle fixture
     oracle = train_shape_oracle(resolve_mnist(args.data_dir, None))
     with tempfile.TemporaryDirectory() as tmp:
         for checkpoint in args.checkpoints:
-            weights = Path(tmp) / f"{checkpoint.stem}.pth"
-            export_generator_weights(checkpoint, weights)
-            correct, y = cgn_mask_agreement(load_cgn_checkpoint(weights), oracle)
+            correct, y, gate = measure(checkpoint, oracle, textures_dir, Path(tmp))
             per_class = [round(correct[y == k].mean().item(), 2) for k in range(10)]
-            verdict = "passes" if correct.mean() >= GATE else "fails"
-            print(f"{checkpoint}: {correct.mean():.1%} {per_class} ({verdict} the gate)")
+            verdict = "passes" if correct.mean() >= gate else "fails"
+            print(f"{checkpoint}: {correct.mean():.1%} {per_class} ({verdict} the {gate:.0%} gate)")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ thresholded at 0.1, as Double-colored MNIST builds its digits); the binarised ma
 0.5) of each released checkpoint must then be recognised as their shape label >= 85 % of the
 time (measured ~90-95 %). This checks the architecture, the weight loading and the mask path
 together: a wrong layer order, BN statistics or clamp would produce unreadable shapes.
+The same oracle gates the shipped zoo entries: CGN masks directly, DCGAN samples through the
+digit region read back from their pixels (:mod:`robustbench_cgn_plugins.mnist.digit_regions`,
+itself checked on real variant images here).
 """
 
 from __future__ import annotations
@@ -13,12 +16,20 @@ import pytest
 import torch
 
 from robustbench_cgn.data.mnist import resolve_mnist
+from robustbench_cgn.data.mnist_variants import build_variant, load_textures
 from robustbench_cgn_plugins.mnist.cgn_model import load_cgn_checkpoint
+from robustbench_cgn_plugins.mnist.digit_regions import (
+    dcgan_sample_agreement,
+    flat_background_digit_region,
+    texture_digit_region,
+    texture_log_histograms,
+)
 from robustbench_cgn_plugins.mnist.shape_oracle import (
     binary_digits,
     cgn_mask_agreement,
     train_shape_oracle,
 )
+from robustbench_cgn_plugins.mnist.zoo import CGN_GATE
 
 
 def _check_masks(cgn, oracle, name):
@@ -26,7 +37,7 @@ def _check_masks(cgn, oracle, name):
     acc = correct.mean().item()
     per_class = [round(correct[y == k].mean().item(), 2) for k in range(10)]
     print(f"{name}: shapes recognised as their label: {acc:.1%} (per class {per_class})")
-    assert acc >= 0.85, f"{name}: shapes recognised {acc:.1%} (per class {per_class})"
+    assert acc >= CGN_GATE, f"{name}: shapes recognised {acc:.1%} (per class {per_class})"
 
 
 @pytest.fixture(scope="module")
@@ -52,38 +63,62 @@ def test_counterfactual_shapes_are_their_digit(shared_data, digit_classifier, na
     _check_masks(cgn, digit_classifier, name)
 
 
+def _texture_hists(shared_data):
+    return texture_log_histograms(load_textures(shared_data / "wmnist_textures"))
+
+
+@pytest.mark.parametrize("variant", ["colored", "double-colored", "wildlife"])
+def test_digit_regions_read_from_real_images_are_their_digit(
+    shared_data, digit_classifier, variant
+):
+    """The pixel readings that gate the DCGANs below, checked on real variant images."""
+    mnist = resolve_mnist(shared_data, None)
+    data = build_variant(variant, "train", mnist, 0, textures_dir=shared_data / "wmnist_textures")
+    images, labels, masks = data.images[:2000], data.labels[:2000], data.masks[:2000]
+    if variant == "wildlife":
+        regions = texture_digit_region(images, labels, _texture_hists(shared_data))
+    else:
+        regions = flat_background_digit_region(images)
+    truth = masks[:, None].float()
+    iou = (regions * truth).sum((1, 2, 3)) / ((regions + truth) > 0).sum((1, 2, 3))
+    read = digit_classifier.agreement(regions, labels).mean().item()
+    print(f"{variant}: region IoU {iou.mean():.2f}, read as the label {read:.1%}")
+    assert iou.mean() >= 0.75 and read >= 0.88
+
+
+@pytest.mark.parametrize("benchmark", ["c-mnist", "dc-mnist", "w-mnist"])
+def test_an_untrained_dcgan_fails_the_gate(shared_data, digit_classifier, benchmark):
+    """The DCGAN gates can fail: a randomly initialised generator reads far below them."""
+    from robustbench_cgn_plugins.mnist.dcgan_model import DCGANGenerator
+    from robustbench_cgn_plugins.mnist.zoo import DCGAN_GATES
+
+    torch.manual_seed(0)
+    hists = _texture_hists(shared_data) if benchmark == "w-mnist" else None
+    correct, _ = dcgan_sample_agreement(DCGANGenerator(), digit_classifier, hists, n=500)
+    assert correct.mean() < DCGAN_GATES[benchmark] / 2
+
+
 def _shipped(component):
     from robustbench_cgn_plugins.mnist import zoo
 
     return [spec.name for spec in zoo.shipped_weights() if spec.name.startswith(component + ".")]
 
 
-def _digit_region(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, 3, 32, 32]`` -> {0, 1} ``[N, 1, 32, 32]``: pixels far (in RGB) from the
-    image's background colour, taken as the median of its border (C/DC-MNIST backgrounds are
-    one colour; W-MNIST's are textures, so this reading does not apply there)."""
-    x = images.float() / 255
-    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
-    background = border.median(dim=2).values[:, :, None, None]
-    return ((x - background).norm(dim=1, keepdim=True) > 0.35).float()
-
-
 @pytest.mark.parametrize(
     "name", _shipped("dcgan") or [pytest.param(None, marks=pytest.mark.skip(reason="none shipped"))]
 )
-def test_shipped_dcgan_samples_show_their_digit(digit_classifier, name):
+def test_shipped_dcgan_samples_show_their_digit(shared_data, digit_classifier, name):
     from robustbench_cgn_plugins.mnist import zoo
-    from robustbench_cgn_plugins.mnist.training import load_dcgan_generator, sample_dcgan
+    from robustbench_cgn_plugins.mnist.training import load_dcgan_generator
 
     _, path = zoo.resolve_weights(name, "dcgan", "")
-    if name.endswith("w-mnist"):
-        pytest.skip("W-MNIST backgrounds are textures: no colour threshold isolates the digit")
-    gen = load_dcgan_generator(path)
-    images, labels = map(torch.cat, zip(*sample_dcgan(gen, 1000, seed=1), strict=True))
-    correct = digit_classifier.agreement(_digit_region(images), labels)
+    benchmark = name.split(".", 1)[1]
+    hists = _texture_hists(shared_data) if benchmark == "w-mnist" else None
+    correct, labels = dcgan_sample_agreement(load_dcgan_generator(path), digit_classifier, hists)
     per_class = [round(correct[labels == k].mean().item(), 2) for k in range(10)]
     print(f"{name}: samples recognised as their label: {correct.mean():.1%} ({per_class})")
-    assert correct.mean() >= 0.85, f"{name}: {correct.mean():.1%} (per class {per_class})"
+    gate = zoo.DCGAN_GATES[benchmark]
+    assert correct.mean() >= gate, f"{name}: {correct.mean():.1%} (per class {per_class})"
 
 
 @pytest.mark.parametrize(
