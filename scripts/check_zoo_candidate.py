@@ -19,33 +19,25 @@ from pathlib import Path
 import torch
 
 from robustbench_cgn.data.mnist import resolve_mnist
-from robustbench_cgn.data.mnist_variants import load_textures
 from robustbench_cgn_plugins.mnist.cgn_model import load_cgn_checkpoint
-from robustbench_cgn_plugins.mnist.digit_regions import (
-    dcgan_sample_agreement,
-    texture_log_histograms,
-)
+from robustbench_cgn_plugins.mnist.digit_regions import dcgan_sample_agreement, reading_histograms
 from robustbench_cgn_plugins.mnist.shape_oracle import cgn_mask_agreement, train_shape_oracle
 from robustbench_cgn_plugins.mnist.training import (
     export_generator_weights,
     load_checkpoint,
     load_dcgan_generator,
 )
-from robustbench_cgn_plugins.mnist.zoo import CGN_GATE, DCGAN_GATES
-
-DCGAN_BENCHMARK = {"colored": "c-mnist", "double-colored": "dc-mnist", "wildlife": "w-mnist"}
+from robustbench_cgn_plugins.mnist.zoo import CGN_GATE, DCGAN_GATES, ZOO_TAG_OF_TASK
 
 
 def measure(checkpoint: Path, oracle, textures_dir: Path, tmp: Path) -> tuple[torch.Tensor, ...]:
     """(per-item agreement, labels, gate) of one training checkpoint."""
-    config = load_checkpoint(checkpoint)["config"]
-    weights = export_generator_weights(checkpoint, tmp / f"{checkpoint.stem}.pth")
-    if config["model"] == "cgn":
+    ckpt = load_checkpoint(checkpoint)
+    weights = export_generator_weights(ckpt, tmp / f"{checkpoint.stem}.pth")
+    if ckpt["config"]["model"] == "cgn":
         return (*cgn_mask_agreement(load_cgn_checkpoint(weights), oracle), CGN_GATE)
-    benchmark = DCGAN_BENCHMARK[config["variant"]]
-    hists = None
-    if benchmark == "w-mnist":
-        hists = texture_log_histograms(load_textures(textures_dir))
+    benchmark = ZOO_TAG_OF_TASK[f"{ckpt['config']['variant']}-mnist"]
+    hists = reading_histograms(benchmark, textures_dir)
     correct, labels = dcgan_sample_agreement(load_dcgan_generator(weights), oracle, hists)
     return correct, labels, DCGAN_GATES[benchmark]
 
