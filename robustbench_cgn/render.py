@@ -30,19 +30,69 @@ def _split_config(label: object) -> dict[str, str]:
     return dict(part.split("=", 1) for part in label.split(", ") if "=" in part)
 
 
+def _setting_rank(key: str) -> tuple[int, str]:
+    """Which settings name a row best: a component's own identity (``generator.identity.
+    weights``: the zoo tag or file) first, then its config, then deeper provenance, and
+    content hashes last (they only repeat what a name already says)."""
+    parts = key.split(".")
+    if parts[-1].endswith(("sha256", "hash")):
+        return 3, key
+    if "identity" not in parts:
+        return 1, key
+    return (0 if len(parts) == 3 else 2), key
+
+
+def _distinguishing_settings(
+    bases: list[tuple[str, ...]], settings: list[dict[str, str]]
+) -> list[str]:
+    """The fewest settings (in rank order) that tell apart every two rows whose full config
+    labels differ. The full label stays in CSV/JSON; a table shows only these columns, so a
+    run with the authors' checkpoint and one with a zoo tag read as one ``weights`` column,
+    not a dozen identity fields."""
+    full = {(base, tuple(sorted(parsed.items()))) for base, parsed in zip(bases, settings)}
+    chosen: list[str] = []
+
+    def distinct(keys: list[str]) -> int:
+        return len(
+            {(base, tuple(p.get(k, "") for k in keys)) for base, p in zip(bases, settings)}
+        )
+
+    for key in sorted({k for parsed in settings for k in parsed}, key=_setting_rank):
+        if distinct(chosen) == len(full):
+            break
+        if distinct([*chosen, key]) > distinct(chosen):
+            chosen.append(key)
+    return chosen
+
+
+def _setting_header(key: str, chosen: list[str]) -> str:
+    short = key.replace(".identity.", ".")
+    clash = any(other != key and other.replace(".identity.", ".") == short for other in chosen)
+    return key if clash else short
+
+
+def _setting_cell(value: str) -> str:
+    """Paths by their file name: the directory is in the CSV export."""
+    return value.rsplit("/", 1)[-1] if "/" in value and not value.endswith("/") else value
+
+
 def display_rows(group: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
-    """Header and text cells of one benchmark's rows. Settings that differ between the
-    measured rows (a sweep's parameters) get one column each."""
+    """Header and text cells of one benchmark's rows. Settings that tell measured rows apart
+    (a sweep's parameters, which weights) get one column each."""
     metrics = metric_columns(group)
     measured = group[group["kind"] != REFERENCE]
     show_data = measured["data_source"].nunique() > 1 or (
         not measured.empty and (measured["data_source"] != "-").any()
     )
     settings = [_split_config(label) for label in group["config"]]
-    setting_keys = sorted({key for parsed in settings for key in parsed})
+    bases = [
+        (str(row["generator"]), str(row["classifier"]), str(row["mix"]), str(row["data_source"]))
+        for _, row in group.iterrows()
+    ]
+    setting_keys = _distinguishing_settings(bases, settings)
     header = ["generator", "classifier", "mix"]
     header += ["data"] if show_data else []
-    header += setting_keys
+    header += [_setting_header(key, setting_keys) for key in setting_keys]
     header += ["seeds", *metrics]
     rows, is_reference = [], []
     for (_, row), parsed in zip(group.iterrows(), settings, strict=True):
@@ -50,7 +100,7 @@ def display_rows(group: pd.DataFrame) -> tuple[list[str], list[list[str]], list[
         first = f"ref · {row['source']}" if reference else str(row["generator"])
         cells = [first, str(row["classifier"]), str(row["mix"])]
         cells += [str(row["data_source"])] if show_data else []
-        cells += [parsed.get(key, "") for key in setting_keys]
+        cells += [_setting_cell(parsed.get(key, "")) for key in setting_keys]
         seeds = row.get("seeds")
         cells.append("" if seeds is None or pd.isna(seeds) else str(int(seeds)))
         for metric in metrics:

@@ -198,3 +198,43 @@ def test_string_settings_are_labelled_without_quotes():
 
     labels = config_labels({"a": with_weights("zoo"), "b": with_weights("/w.pth")})
     assert labels == {"a": "generator.weights=zoo", "b": "generator.weights=/w.pth"}
+
+
+def test_tables_show_the_fewest_settings_that_tell_rows_apart():
+    """The authors' checkpoint against a zoo tag differ in a dozen identity fields; a table
+    names them by one weights column (file name, tag), the CSV keeps every field."""
+
+    def row(run_id, value):
+        return [run_id, "b", "cgn", "cnn", "generated", "d", 0, "acc", "", value, 1, "p", 1]
+
+    def cgn_spec(weights, trained, sha):
+        identity = {"weights": weights, "weights_sha256": sha, "trained": trained}
+        return {"generator": {"config": {"weights": weights}, "identity": identity}}
+
+    specs = {
+        "authors": cgn_spec("/data/cgn_colored_MNIST.pth", {"iterations": None}, "aa"),
+        "zoo": cgn_spec("cgn.c-mnist", {"iterations": 14000, "mode": "faithful"}, "bb"),
+    }
+    board = build_leaderboard(
+        metrics_frame([row("authors", 91.0), row("zoo", 88.0)]), specs, None, {}
+    )
+    assert "generator.identity.trained.iterations=14000" in to_csv(board)
+    lines = to_markdown(board).splitlines()
+    header = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert header == ["generator", "classifier", "mix", "data", "generator.weights", "seeds", "acc"]
+    body = "\n".join(lines[4:6])
+    assert "cgn_colored_MNIST.pth" in body and "/data/" not in body and "cgn.c-mnist" in body
+
+
+def test_rows_that_differ_only_by_a_hash_still_get_a_column():
+    def row(run_id, value):
+        return [run_id, "b", "cgn", "cnn", "generated", "d", 0, "acc", "", value, 1, "p", 1]
+
+    specs = {
+        run_id: {"generator": {"config": {"weights": "w.pth"}, "identity": {"sha256": run_id}}}
+        for run_id in ("old", "new")
+    }
+    board = build_leaderboard(metrics_frame([row("old", 1.0), row("new", 2.0)]), specs, None, {})
+    markdown = to_markdown(board)
+    assert "generator.sha256" in markdown.splitlines()[2]
+    assert "| old " in markdown and "| new " in markdown
