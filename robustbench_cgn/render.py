@@ -49,12 +49,17 @@ def _distinguishing_settings(
     labels differ. The full label stays in CSV/JSON; a table shows only these columns, so a
     run with the authors' checkpoint and one with a zoo tag read as one ``weights`` column,
     not a dozen identity fields."""
-    full = {(base, tuple(sorted(parsed.items()))) for base, parsed in zip(bases, settings)}
+    full = {
+        (base, tuple(sorted(parsed.items()))) for base, parsed in zip(bases, settings, strict=True)
+    }
     chosen: list[str] = []
 
     def distinct(keys: list[str]) -> int:
         return len(
-            {(base, tuple(p.get(k, "") for k in keys)) for base, p in zip(bases, settings)}
+            {
+                (base, tuple(p.get(k, "") for k in keys))
+                for base, p in zip(bases, settings, strict=True)
+            }
         )
 
     for key in sorted({k for parsed in settings for k in parsed}, key=_setting_rank):
