@@ -14,6 +14,10 @@ real colored MNIST with the real VGG16 weights, at each ``--batch``:
 The variants alternate iteration by iteration so that load from other processes hits both alike;
 min and median are reported (min: the uncontended speed). ``--breakdown`` adds component times
 (style loss forward+backward, real-batch VGG forward, generator forward+backward).
+``--roofline`` measures this CPU's fp32 matrix-multiply peak and counts the frozen VGG's
+multiply-accumulates per step (real forward + generated forward + generated input-backward), so
+the floor that any implementation of the same style loss faces on this machine is printed beside
+the measured step.
 
     python scripts/bench_cgn_training.py --data-dir ../shared/data --threads 2
 
@@ -81,6 +85,43 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"min": min(times), "median": statistics.median(times), "n": len(times)}
 
 
+def vgg_macs_per_image(style: VGGStyleLoss, size: int = 32) -> int:
+    """Multiply-accumulates of one forward pass of the style loss's (stopped-early) VGG."""
+    macs, h = 0, size
+    for layer in style.vgg:
+        if isinstance(layer, torch.nn.Conv2d):
+            k = layer.kernel_size[0] * layer.kernel_size[1]
+            macs += layer.in_channels * layer.out_channels * k * h * h
+        elif isinstance(layer, torch.nn.MaxPool2d):
+            h //= 2
+    return macs
+
+
+def matmul_peak_gmacs(n: int = 1024, repeats: int = 20) -> float:
+    """Best fp32 GEMM throughput (G multiply-accumulates/s) at the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = min(timed(lambda: a @ b) for _ in range(repeats))
+    return n**3 / best / 1e9
+
+
+def roofline(batch: int, data: TrainData, args: argparse.Namespace, step_s: float) -> dict:
+    trainer = make_trainer("optimised", batch, data, args)
+    per_image = vgg_macs_per_image(trainer.style)
+    step_macs = 3 * per_image * batch  # real fwd + gen fwd + gen input-backward (~1 fwd)
+    peak = matmul_peak_gmacs()
+    floor_s = step_macs / (peak * 1e9)
+    return {
+        "vgg_macs_per_image": per_image,
+        "vgg_gmacs_per_step": step_macs / 1e9,
+        "matmul_peak_gmacs_per_s": peak,
+        "vgg_floor_s": floor_s,
+        "measured_step_s": step_s,
+        "vgg_share_of_step_at_peak": floor_s / step_s,
+    }
+
+
 def bench_steps(batch: int, data: TrainData, args: argparse.Namespace) -> dict[str, dict]:
     trainers = {k: make_trainer(k, batch, data, args) for k in ("optimised", "baseline")}
     for t in trainers.values():
@@ -141,6 +182,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--breakdown", action="store_true")
+    p.add_argument("--roofline", action="store_true")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -161,6 +203,16 @@ def main() -> None:
             results[f"batch{batch}_components"] = parts
             for name, s in parts.items():
                 print(f"    {name:46s} min {s['min']:.3f} s  median {s['median']:.3f} s")
+        if args.roofline:
+            r = roofline(batch, data, args, steps["optimised"]["min"])
+            results[f"batch{batch}_roofline"] = r
+            target = f", 3x target {ref / 3:.3f} s" if ref else ""
+            print(
+                f"    VGG {r['vgg_macs_per_image'] / 1e6:.0f} M MAC/image, "
+                f"{r['vgg_gmacs_per_step']:.2f} G MAC/step; fp32 GEMM peak "
+                f"{r['matmul_peak_gmacs_per_s']:.1f} G MAC/s -> VGG alone needs >= "
+                f"{r['vgg_floor_s']:.3f} s/step at peak{target}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
