@@ -11,7 +11,10 @@ Measures, in one process with ``torch.set_num_threads(2)``:
     reference loop (batch 100, autograd on, a discarded full forward per batch, float tensors
     kept) as the in-run baseline, our modules under inference_mode (``engine="reference"``), and
     the fused engine; plus a bf16 autocast check;
-(c) peak RSS of a child process that writes ``--rss-n`` counterfactuals to disk.
+(c) peak RSS of a child process that writes ``--rss-n`` counterfactuals to disk;
+(d) the MNIST CNN classifier's throughput in images/s: training (batch 64, Adadelta, NLL,
+    forward + backward + step) and evaluation (batch 256, inference mode), on real colored
+    MNIST test images.
 
 The development machine is shared, so every timing is the best of several repeats and each
 speed-up is against the baseline measured in the same run. Example::
@@ -197,6 +200,42 @@ def bench_generation(root: Path, quick: bool) -> dict[str, object]:
     return out
 
 
+# --------------------------------------------------------------------------------- classifier
+
+
+def bench_classifier(root: Path, quick: bool) -> dict[str, float]:
+    import torch.nn.functional as F
+
+    from robustbench_cgn.data.mnist import load_mnist_dir
+    from robustbench_cgn.data.mnist_variants import build_variant
+    from robustbench_cgn_plugins.mnist.cnn import CNN
+
+    test = build_variant("colored", "test", load_mnist_dir(root), seed=0)
+    x, y = test.float_images(), test.labels
+    n = 2048 if quick else 8192
+    x, y = x[:n].contiguous(), y[:n]
+    torch.manual_seed(0)
+    model = CNN()
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+
+    def train_epoch() -> None:
+        model.train()
+        for i in range(0, n, 64):
+            loss = F.nll_loss(model(x[i : i + 64]), y[i : i + 64])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    def evaluate() -> None:
+        model.eval()
+        with torch.inference_mode():
+            for i in range(0, n, 256):
+                model(x[i : i + 256])
+
+    times = race({"train": train_epoch, "eval": evaluate}, 2 if quick else 3)
+    return {"train_img_s": n / times["train"], "eval_img_s": n / times["eval"], "images": n}
+
+
 # ---------------------------------------------------------------------------------------- RSS
 
 
@@ -250,7 +289,7 @@ def main() -> None:
     ap.add_argument("--data-dir", help="shared data folder (default $CGNBENCH_TEST_DATA)")
     ap.add_argument("--quick", action="store_true", help="fewer repeats / images")
     ap.add_argument("--rss-n", type=int, default=200_000, help="images for the RSS run")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["train", "gen", "rss"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["train", "gen", "rss", "classifier"])
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--_rss-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_no-cfs", type=int, default=1, help=argparse.SUPPRESS)
@@ -273,6 +312,9 @@ def main() -> None:
     if "gen" not in args.skip:
         results["generation"] = bench_generation(root, args.quick)
         print(json.dumps(results["generation"], indent=2), flush=True)
+    if "classifier" not in args.skip:
+        results["classifier"] = bench_classifier(root, args.quick)
+        print(json.dumps(results["classifier"], indent=2), flush=True)
     if "rss" not in args.skip:
         results["rss"] = bench_rss(root, args.rss_n)
         print(json.dumps(results["rss"], indent=2), flush=True)
