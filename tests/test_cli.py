@@ -158,7 +158,10 @@ def test_sigkill_then_rerun_resumes_with_the_metrics_of_an_uninterrupted_run(
         return len(logs[0].read_text().split()) if logs else 0
 
     def metrics_recorded():
-        return database.exists() and len(_metrics(database)) >= 1
+        try:
+            return database.exists() and len(_metrics(database)) >= 1
+        except sqlite3.OperationalError:  # the file exists before the process creates its tables
+            return False
 
     _wait_for((lambda: epochs_trained() >= 3) if phase == "training" else metrics_recorded, process)
     process.send_signal(signal.SIGKILL)
