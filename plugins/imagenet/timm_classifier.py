@@ -15,6 +15,9 @@ pretrained config, the way timm's own ``resolve_data_config`` reads it.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +26,7 @@ import torch
 
 from robustbench_cgn import RunContext, Task
 from robustbench_cgn.checkpoint import load_state_dict_file
-from robustbench_cgn.data.download import sha256_file
+from robustbench_cgn.data.download import offline, sha256_file
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError, IncompatibleError
 from robustbench_cgn.imagenet import ImageNetClassifier, InputConfig
 
@@ -108,7 +111,8 @@ class TimmClassifier(ImageNetClassifier):
             name = f"{name}.{self.config.pretrained_tag}"
         if weights == "auto":
             try:
-                model = timm.create_model(name, pretrained=True, num_classes=1000)
+                with _hub_offline_when_asked():
+                    model = timm.create_model(name, pretrained=True, num_classes=1000)
             except Exception as exc:  # hub errors come in many types
                 hub = self._pretrained_cfg.get("hf_hub_id") or name
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -129,3 +133,25 @@ class TimmClassifier(ImageNetClassifier):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+
+
+@contextlib.contextmanager
+def _hub_offline_when_asked() -> Iterator[None]:
+    """Cache-only Hugging Face hub access under ``CGNBENCH_OFFLINE`` or ``HF_HUB_OFFLINE``.
+
+    huggingface_hub reads ``HF_HUB_OFFLINE`` once, when it is first imported; a variable set
+    later (or ours) would otherwise be ignored and a missing file would wait on network
+    time-outs instead of failing at once.
+    """
+    hf_offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    if not (offline() or hf_offline):
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before

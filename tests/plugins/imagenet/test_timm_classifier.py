@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import timm
 import torch
@@ -62,12 +64,18 @@ def test_weights_from_a_file_are_loaded_strictly(tmp_path):
         wrong.build(IMAGENET_TASK, ctx)
 
 
-def test_offline_pretrained_weights_give_an_actionable_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.mark.parametrize("switch", ["HF_HUB_OFFLINE", "CGNBENCH_OFFLINE"])
+def test_offline_pretrained_weights_give_an_actionable_error(tmp_path, monkeypatch, switch):
+    import huggingface_hub  # noqa: F401 - imported before the variable is set, as in a session
+
+    monkeypatch.delenv("CGNBENCH_OFFLINE")
+    monkeypatch.setenv(switch, "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     classifier = TimmClassifier(TimmClassifier.Config(model="resnet18"))
+    started = time.monotonic()
     with pytest.raises(DataNotFoundError, match=r"huggingface.co/timm/resnet18.*weights=FILE"):
         classifier.build(IMAGENET_TASK, make_context(tmp_path))
+    assert time.monotonic() - started < 10  # the cache is asked, not the network
 
 
 def test_unknown_timm_model_is_a_clear_error():
