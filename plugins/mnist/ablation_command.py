@@ -35,6 +35,13 @@ from .training import VARIANTS, train_generator
 @click.option("--edge", type=click.Choice(("off", "on", "both")), default="both", show_default=True)
 @click.option("--n-counterfactuals", type=int, default=10_000, show_default=True)
 @click.option("--classifier-epochs", type=int, default=10, show_default=True)
+@click.option(
+    "--quality-samples",
+    type=click.IntRange(min=10),
+    default=5_000,
+    show_default=True,
+    help="Samples the gen-quality benchmark scores per training.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_obj
 def ablate_cgn_command(
@@ -48,6 +55,7 @@ def ablate_cgn_command(
     edge,
     n_counterfactuals,
     classifier_epochs,
+    quality_samples,
     seed,
 ) -> None:
     """Train one CGN per loss ablation (each loss off in turn, with and without the edge
@@ -74,7 +82,7 @@ def ablate_cgn_command(
                 generator="cgn",
                 benchmark=f"gen-quality-{bench}",
                 seed=seed,
-                overrides={"generator": weights},
+                overrides={"generator": weights, "benchmark": {"n_samples": str(quality_samples)}},
             )
         )
         accuracy = runner.run(

@@ -28,7 +28,7 @@ def test_ablation_command_trains_scores_and_resumes(tmp_path, shared_data, _isol
         "ablate-cgn", "--variant", "colored", "--data-dir", str(shared_data),
         "--out", str(tmp_path / "ablation"), "--iterations", "2",
         "--losses", "no-adversarial,no-style", "--edge", "on",
-        "--n-counterfactuals", "300", "--classifier-epochs", "1",
+        "--n-counterfactuals", "300", "--classifier-epochs", "1", "--quality-samples", "500",
     ]  # fmt: skip
     out = run_cli(*args).stdout
     assert "no-adversarial+edge" in out and "no-style+edge" in out
@@ -38,9 +38,11 @@ def test_ablation_command_trains_scores_and_resumes(tmp_path, shared_data, _isol
     database = _isolated_home / "results.sqlite"
     with sqlite3.connect(database) as db:
         runs = db.execute("SELECT benchmark, status, attempts FROM runs").fetchall()
+        sizes = db.execute("SELECT n FROM metrics WHERE name = 'mask_mean'").fetchall()
     assert sorted(runs) == sorted(
         [("gen-quality-c-mnist", "complete", 1), ("c-mnist", "complete", 1)] * 2
     )
+    assert sizes == [(500,), (500,)]  # --quality-samples reaches the benchmark
     run_cli(*args)  # everything done: trainings and runs are skipped
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT max(attempts) FROM runs").fetchone()[0] == 1
