@@ -7,19 +7,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-
-from robustbench_cgn.shape_bias import ShapeBias  # noqa: E402
+from robustbench_cgn.figures import pyplot
+from robustbench_cgn.shape_bias import ShapeBias
 
 MARKERS = ("o", "D", "s", "^", "v", "P", "X")
 
 
 def save_shape_bias_plot(path: Path, scores: Mapping[str, ShapeBias]) -> Path:
     """Write the plot of ``scores`` (label -> :class:`ShapeBias`) to ``path`` (PNG)."""
+    plt = pyplot()
     categories = sorted({c for score in scores.values() for c in score.per_category})
     figure, axis = plt.subplots(figsize=(5.5, 0.32 * len(categories) + 1.6), dpi=120)
     rows = list(range(len(categories)))

@@ -10,14 +10,19 @@ from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from torch import Tensor
 
-matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, imported on first use (it costs ~0.25 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _hwc(image: Tensor) -> np.ndarray:
@@ -30,7 +35,7 @@ def _save(fig, path: str | PathLike[str]) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     return out
 
 
@@ -42,7 +47,7 @@ def save_image_rows(
 ) -> Path:
     """A grid with one titled row per ``(name, images [n, 3 or 1, H, W] in [0, 1])``."""
     n_cols = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(
+    fig, axes = pyplot().subplots(
         len(rows), n_cols, figsize=(1.1 * n_cols, 1.2 * len(rows)), squeeze=False
     )
     for r, (name, images) in enumerate(rows):
@@ -72,7 +77,7 @@ def save_cam_overlays(
 ) -> Path:
     """Three rows per image column: the image, its CAM over it (jet, alpha 0.5), the mask."""
     n = len(images)
-    fig, axes = plt.subplots(3, n, figsize=(1.1 * n, 3.6), squeeze=False)
+    fig, axes = pyplot().subplots(3, n, figsize=(1.1 * n, 3.6), squeeze=False)
     for c in range(n):
         picture = _hwc(images[c])
         axes[0][c].imshow(picture)
@@ -106,7 +111,8 @@ def save_tsne(
     title: str = "",
 ) -> Path:
     """One scatter panel per ``(name, integer attribute [N])`` over the same 2-d embedding."""
-    fig, axes = plt.subplots(1, len(colourings), figsize=(4.2 * len(colourings), 4), squeeze=False)
+    width = 4.2 * len(colourings)
+    fig, axes = pyplot().subplots(1, len(colourings), figsize=(width, 4), squeeze=False)
     for ax, (name, values) in zip(axes[0], colourings, strict=True):
         points = ax.scatter(
             embedding[:, 0],
@@ -131,7 +137,7 @@ def save_training_curves(
 ) -> Path:
     """Loss and training accuracy per epoch from a classifier's training history."""
     epochs = [h["epoch"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(8, 3))
     left.plot(epochs, [h["loss"] for h in history], marker="o")
     left.set_xlabel("epoch")
     left.set_ylabel("training loss")

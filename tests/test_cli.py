@@ -26,6 +26,26 @@ def test_help_explains_commands():
     assert "--seed" in run_cli("run", "--help").stdout
 
 
+# Imported only where they are used: each costs 0.25-1 s of every command's start-up.
+HEAVY_AT_START_UP = ("torchvision", "pytorch_grad_cam", "matplotlib", "sklearn", "timm", "cv2")
+
+
+def test_start_up_imports_no_heavy_library():
+    """Loading the CLI and every built-in plugin (what any command does first) stays light."""
+    code = (
+        "import sys\n"
+        "import robustbench_cgn.cli\n"
+        "from robustbench_cgn.plugin_manager import load_plugins\n"
+        "load_plugins()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert "'robustbench_cgn_benchmarks'" in loaded and "'robustbench_cgn_plugins'" in loaded
+    assert [name for name in HEAVY_AT_START_UP if f"'{name}'" in loaded] == []
+
+
 def test_list_and_plugins(_isolated_home):
     out = run_cli("list").stdout
     assert "toy-blobs" in out and "toy-linear" in out and "toy-shift" in out

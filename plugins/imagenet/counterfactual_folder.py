@@ -33,7 +33,6 @@ from typing import ClassVar
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from robustbench_cgn.class_maps import imagenet_wnids
 from robustbench_cgn.data.image_files import decode_rgb
@@ -49,12 +48,16 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 def train_transform(size: int) -> Transform:
     """The paper's training augmentation: RandomResizedCrop(size) + horizontal flip."""
+    from torchvision.transforms import v2  # lazy: importing torchvision costs ~1 s at start-up
+
     return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
 
 
 def eval_transform(size: int, crop_pct: float = 0.875) -> Transform:
     """Resize the short side to ``round(size / crop_pct)`` and centre-crop ``size``
     (224 / 0.875 = the reference's Resize(256) + CenterCrop(224))."""
+    from torchvision.transforms import v2  # lazy: importing torchvision costs ~1 s at start-up
+
     return v2.Compose([v2.Resize(int(round(size / crop_pct)), antialias=True), v2.CenterCrop(size)])
 
 

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 HEADS = ("shape", "texture", "background")
@@ -24,6 +23,8 @@ class InvariantEnsemble(nn.Module):
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
+        import torchvision  # lazy: importing torchvision costs ~1 s at start-up
+
         backbone = torchvision.models.resnet50(weights=None)
         backbone.fc = nn.Identity()
         self.backbone = backbone

@@ -36,7 +36,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchvision.io import encode_jpeg, encode_png, write_file
 
 from robustbench_cgn.checkpoint import atomic_write_text
 from robustbench_cgn.context import derive_seed
@@ -189,6 +188,8 @@ def write_counterfactual_dataset(
     the settings a resumed folder must match. ``on_progress(n_done)`` after every batch.
     Returns the settings written to ``generation.json`` (``complete: true``).
     """
+    from torchvision.io import encode_jpeg, encode_png, write_file  # lazy: ~1 s at start-up
+
     fixed = _check_settings(mode, classes)
     if n < 1 or batch_size < 1:
         raise ConfigError("n and batch_size must be >= 1")

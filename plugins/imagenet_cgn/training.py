@@ -66,7 +66,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torchvision
 from torch import Tensor
 
 from robustbench_cgn.checkpoint import atomic_torch_save, atomic_write_text
@@ -545,11 +544,15 @@ class ImageNetCGNTrainer:
                     rows += [unit[0][i], mask[i], unit[1][i], unit[2][i], unit[3][i], unit[4][i]]
         finally:
             cgn.train(was_training)
+        import torchvision  # lazy: importing torchvision costs ~1 s
+
         return torchvision.utils.make_grid(torch.stack(rows).cpu(), nrow=6, padding=2)
 
     def save_samples(self) -> Path:
         path = self.out_dir / "samples" / f"sheet_{self.iteration:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
+        import torchvision  # lazy: importing torchvision costs ~1 s
+
         torchvision.utils.save_image(self.sample_sheet(), path)
         return path
 

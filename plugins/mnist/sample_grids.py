@@ -36,7 +36,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchvision.utils import save_image
 
 __all__ = [
     "COLLAPSE_HIGH",
@@ -116,6 +115,13 @@ def save_cgn_grids(
         save_image(img.clamp(0, 1).cpu(), path, nrow=n_per_class, padding=2)
         paths.append(path)
     return paths
+
+
+def save_image(tensor: Tensor, path: Path, **kwargs: Any) -> None:
+    """``torchvision.utils.save_image``, imported on first use (torchvision costs ~1 s)."""
+    from torchvision.utils import save_image as torchvision_save_image
+
+    torchvision_save_image(tensor, path, **kwargs)
 
 
 def save_dcgan_grid(

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from robustbench_cgn.data.download import sha256_file as file_sha256
@@ -121,7 +120,8 @@ def gram_matrix(f: Tensor) -> Tensor:
 def vgg16_features23() -> nn.Sequential:
     """``torchvision.models.vgg16(weights=None).features[:23]`` without building the 138 M
     parameter classifier (same modules, same indices: torchvision's own ``make_layers``)."""
-    vgg = torchvision.models.vgg
+    from torchvision.models import vgg  # lazy: importing torchvision costs ~1 s
+
     if hasattr(vgg, "make_layers") and hasattr(vgg, "cfgs"):
         return vgg.make_layers(vgg.cfgs["D"], batch_norm=False)[:23]
     return vgg.vgg16(weights=None).features[:23]  # pragma: no cover - older/newer layouts

@@ -16,9 +16,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from ..components import Classifier
 from ..context import RunContext
@@ -33,11 +30,6 @@ warnings.filterwarnings(
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 PREPROCESSING = ("resize-crop", "as-is")
-_INTERPOLATION = {
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-    "nearest": InterpolationMode.NEAREST,
-}
 
 ImageReader = Callable[[int], torch.Tensor]
 """Returns the raw encoded bytes of item ``i`` as a uint8 tensor (or raises)."""
@@ -54,6 +46,8 @@ def list_images(folder: Path) -> list[Path]:
 
 def decode_rgb(data: torch.Tensor | str | os.PathLike) -> torch.Tensor:
     """uint8 ``[3, H, W]`` RGB from encoded bytes or a file path (grey and RGBA converted)."""
+    from torchvision.io import ImageReadMode, decode_image  # lazy: torchvision costs ~1 s
+
     if not isinstance(data, torch.Tensor):
         data = torch.frombuffer(bytearray(Path(data).read_bytes()), dtype=torch.uint8)
     return decode_image(data, mode=ImageReadMode.RGB)
@@ -74,7 +68,11 @@ class Preprocess:
             raise ValueError(f"preprocessing must be one of {', '.join(PREPROCESSING)}")
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        size, interpolation = self.config.size, _INTERPOLATION[self.config.interpolation]
+        from torchvision.transforms import InterpolationMode  # lazy: torchvision costs ~1 s
+        from torchvision.transforms.v2 import functional as TF
+
+        size = self.config.size
+        interpolation = InterpolationMode(self.config.interpolation)
         if self.mode == "as-is":
             if tuple(image.shape[-2:]) != (size, size):
                 image = TF.resize(image, [size, size], interpolation, antialias=True)

@@ -12,8 +12,6 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor, nn
 
 
@@ -29,6 +27,9 @@ def batched_cams(
     ``model`` must return logits (GradCAM of pre-softmax scores). Images go to the model's
     device; the model is put in eval mode (every submodule's mode is restored afterwards).
     """
+    from pytorch_grad_cam import GradCAM  # lazy: it pulls in scikit-learn and OpenCV (~0.8 s)
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     device = next(model.parameters()).device
     modes = {module: module.training for module in model.modules()}
     try:
