@@ -60,6 +60,9 @@ def missing_data_reason() -> str:
 
 
 def pytest_configure(config):
+    # No test downloads, whatever its fixtures' scope (the autouse fixture below sets it again
+    # per test; `downloads_allowed` lifts it for the tests of the download code).
+    os.environ["CGNBENCH_OFFLINE"] = "1"
     if data_required() and not has_shared_data():
         raise pytest.UsageError(
             f"the test data is required ({REQUIRE_ENV}=1 or CI=true) but not found: "

