@@ -1,12 +1,16 @@
 """Discover plugins through entry points and build the registries from their hooks.
 
 Modelled on pytest/tox: built-ins and third-party plugins come through the same
-``cgnbench`` entry-point group; ``CGNBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` turns discovery off
-(then only plugins passed explicitly are used); ``CGNBENCH_PLUGINS=pkg.module,other`` loads
-plugin modules by import path in addition (as ``PYTEST_PLUGINS`` does);
+``cgnbench`` entry-point group; ``CGNBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` turns discovery of
+third-party plugins off (the built-ins, this distribution's own entry points, stay, as pytest
+keeps its core plugins; then only plugins passed explicitly are added);
+``CGNBENCH_PLUGINS=pkg.module,other`` loads plugin modules by import path in addition (as
+``PYTEST_PLUGINS`` does; a module already loaded through its entry point is not loaded twice);
 ``CGNBENCH_BLOCK_PLUGINS=a,b`` (or the CLI's ``--block``) blocks plugins by entry-point name.
 A plugin that fails to import, raises in a hook or registers a clashing name is reported as a
-warning naming it; the rest keep working.
+warning naming it, and listed with its problem by ``cgnbench plugins``; the rest keep working.
+``CGNBENCH_STRICT_PLUGINS=1`` (or ``--strict-plugins``) makes every such problem an error that
+carries the plugin's own traceback, for plugin authors' CI.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from . import hookspecs
 from .registry import PluginRegistryView, RegistrationError, Registries
 
 ENTRY_POINT_GROUP = "cgnbench"
+BUILTIN_DISTRIBUTION = "cgnbench"
 DISABLE_AUTOLOAD_ENV = "CGNBENCH_DISABLE_PLUGIN_AUTOLOAD"
+STRICT_ENV = "CGNBENCH_STRICT_PLUGINS"
 BLOCK_ENV = "CGNBENCH_BLOCK_PLUGINS"
 PLUGINS_ENV = "CGNBENCH_PLUGINS"
 
@@ -40,6 +46,11 @@ REGISTRY_HOOKS = {
 
 class PluginWarning(UserWarning):
     """A plugin could not be loaded or used; the harness goes on without it."""
+
+
+class PluginError(RuntimeError):
+    """A plugin problem in strict mode. Not a :class:`CGNBenchError` on purpose: the CLI shows
+    its traceback (the plugin's own error is chained as its cause)."""
 
 
 @dataclass
@@ -70,6 +81,8 @@ class PluginSystem:
     problems: list[PluginProblem]
     blocked: list[str]
     autoload: bool
+    strict: bool = False
+    failed: list[PluginInfo] = field(default_factory=list)  # could not be loaded at all
 
     def add_commands(self, cli: Any) -> None:
         """Let plugins add CLI commands (the ``register_commands`` hook)."""
@@ -77,15 +90,28 @@ class PluginSystem:
             try:
                 impl.function(cli=cli)
             except Exception as exc:  # a broken plugin must not take the CLI down
-                self._problem(impl.plugin_name, f"register_commands failed: {exc!r}")
+                self._problem(impl.plugin_name, f"register_commands failed: {exc!r}", exc)
 
-    def _problem(self, plugin: str, message: str) -> None:
+    def problems_of(self, plugin: str) -> list[str]:
+        return [p.message for p in self.problems if p.plugin == plugin]
+
+    def _problem(self, plugin: str, message: str, cause: BaseException | None = None) -> None:
+        if self.strict:
+            raise PluginError(f"cgnbench plugin {plugin!r}: {message}") from cause
         self.problems.append(PluginProblem(plugin, message))
         warnings.warn(f"cgnbench plugin {plugin!r}: {message}", PluginWarning, stacklevel=3)
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def autoload_enabled() -> bool:
-    return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
+    return not _env_flag(DISABLE_AUTOLOAD_ENV)
+
+
+def strict_from_env() -> bool:
+    return _env_flag(STRICT_ENV)
 
 
 def blocked_from_env() -> list[str]:
@@ -102,21 +128,27 @@ def load_plugins(
     blocked: Sequence[str] = (),
     extra_plugins: Iterable[tuple[str, Any]] = (),
     entry_points: Callable[[], Iterable[metadata.EntryPoint]] | None = None,
+    builtins: bool = True,
+    strict: bool | None = None,
 ) -> PluginSystem:
     """Create the plugin manager, load plugins and fill the registries.
 
-    ``extra_plugins`` are ``(name, module_or_object)`` pairs registered directly (tests'
-    fixture plugins); ``entry_points`` replaces entry-point discovery (for tests).
+    ``autoload`` (default: not ``$CGNBENCH_DISABLE_PLUGIN_AUTOLOAD``) discovers third-party
+    entry points; ``builtins`` loads this distribution's own (``False`` isolates a test from
+    them); ``strict`` (default ``$CGNBENCH_STRICT_PLUGINS``) raises :class:`PluginError` on the
+    first plugin problem. ``extra_plugins`` are ``(name, module_or_object)`` pairs registered
+    directly (tests' fixture plugins); ``entry_points`` replaces entry-point discovery.
     """
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     autoload = autoload_enabled() if autoload is None else autoload
+    strict = strict_from_env() if strict is None else strict
     blocked_names = list(dict.fromkeys([*blocked, *blocked_from_env()]))
     for name in blocked_names:
         manager.set_blocked(name)
-    system = PluginSystem(manager, Registries(), [], [], blocked_names, autoload)
+    system = PluginSystem(manager, Registries(), [], [], blocked_names, autoload, strict)
 
-    if autoload:
+    if autoload or builtins:
         found = (
             entry_points()
             if entry_points is not None
@@ -124,15 +156,22 @@ def load_plugins(
         )
         # Built-ins first, then the rest by name: on a name clash the first one wins.
         for entry_point in sorted(found, key=_load_order):
-            _load_entry_point(system, entry_point)
+            wanted = builtins if _is_builtin(entry_point) else autoload
+            if wanted:
+                _load_entry_point(system, entry_point)
     for module_name in plugins_from_env():
         if system.manager.is_blocked(module_name) or system.manager.has_plugin(module_name):
             continue
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            system._problem(module_name, f"failed to import (from ${PLUGINS_ENV}): {exc!r}")
+            system.failed.append(PluginInfo(module_name, module_name, source=f"${PLUGINS_ENV}"))
+            system._problem(
+                module_name, f"failed to import (from ${PLUGINS_ENV}): {exc!r}", exc
+            )
             continue
+        if system.manager.is_registered(module):
+            continue  # installed and already loaded through its entry point
         _register(
             system,
             module_name,
@@ -149,9 +188,12 @@ def load_plugins(
     return system
 
 
+def _is_builtin(entry_point: metadata.EntryPoint) -> bool:
+    return getattr(getattr(entry_point, "dist", None), "name", None) == BUILTIN_DISTRIBUTION
+
+
 def _load_order(entry_point: metadata.EntryPoint) -> tuple[int, str]:
-    dist = getattr(getattr(entry_point, "dist", None), "name", None)
-    return (0 if dist == "cgnbench" else 1, entry_point.name)
+    return (0 if _is_builtin(entry_point) else 1, entry_point.name)
 
 
 def _load_entry_point(system: PluginSystem, entry_point: metadata.EntryPoint) -> None:
@@ -168,7 +210,8 @@ def _load_entry_point(system: PluginSystem, entry_point: metadata.EntryPoint) ->
     try:
         plugin = entry_point.load()
     except Exception as exc:  # any import-time error of a third-party plugin
-        system._problem(name, f"failed to import {entry_point.value!r}: {exc!r}")
+        system.failed.append(info)
+        system._problem(name, f"failed to import {entry_point.value!r}: {exc!r}", exc)
         return
     _register(system, name, plugin, info)
 
@@ -177,12 +220,14 @@ def _register(system: PluginSystem, name: str, plugin: Any, info: PluginInfo) ->
     try:
         system.manager.register(plugin, name=name)
     except (ValueError, pluggy.PluginValidationError) as exc:
-        system._problem(name, f"could not be registered: {exc}")
+        system.failed.append(info)
+        system._problem(name, f"could not be registered: {exc}", exc)
         return
     callers = system.manager.get_hookcallers(plugin) or []
     unknown = sorted(caller.name for caller in callers if not caller.has_spec())
     if unknown:
         system.manager.unregister(plugin, name=name)
+        system.failed.append(info)
         known = ", ".join(sorted(REGISTRY_HOOKS) + ["register_commands"])
         system._problem(name, f"implements unknown hook(s) {unknown}; known hooks: {known}")
         return
@@ -198,9 +243,11 @@ def _fill_registry(system: PluginSystem, hook_name: str, registry: Any) -> None:
         view = _WarningView(registry, impl.plugin_name, system)
         try:
             impl.function(registry=view)
+        except PluginError:
+            raise
         except Exception as exc:
             registry.remove_plugin(impl.plugin_name)
-            system._problem(impl.plugin_name, f"{hook_name} failed: {exc!r}")
+            system._problem(impl.plugin_name, f"{hook_name} failed: {exc!r}", exc)
 
 
 class _WarningView(PluginRegistryView):
@@ -214,7 +261,7 @@ class _WarningView(PluginRegistryView):
         try:
             return super().add(item)
         except RegistrationError as exc:
-            self._system._problem(self._plugin, str(exc))
+            self._system._problem(self._plugin, str(exc), exc)
             return item
 
 

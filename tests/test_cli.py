@@ -59,6 +59,23 @@ def test_list_and_plugins(_isolated_home):
     assert "cgnbench_toy" not in {p["name"] for p in blocked["plugins"]}
 
 
+def test_list_pattern_without_kind_and_formats_never_cut_a_name():
+    out = run_cli("list", "toy*").stdout  # a pattern alone: every kind, only matches shown
+    assert "toy-blobs" in out and "toy-linear" in out and "toy-shift" in out
+    assert "cgn-imagenet" not in out and "weights (" not in out
+    # in a pipe (80 columns) the table keeps every name and plugin name whole
+    table = run_cli("list", "classifiers").stdout
+    assert "mobilenet_v2-coral" in table and "builtin-classifiers" in table
+    plain = run_cli("list", "-f", "plain").stdout.splitlines()
+    assert "classifiers\tmobilenet_v2-coral\t" in "\n".join(plain)
+    assert all(len(line.split("\t")) == 3 for line in plain)
+    listed = json.loads(run_cli("list", "benchmarks", "c-*", "--format", "json").stdout)
+    (entry,) = listed["benchmarks"]
+    assert entry["name"] == "c-mnist" and entry["defaults"]["batch_size"] == 1000
+    bad = run_cli("list", "nonsense", "x*", check=False)
+    assert bad.returncode == 2 and "'nonsense' is not a kind" in bad.stderr
+
+
 def test_run_store_leaderboard_rerun_force(tmp_path, _isolated_home):
     first = run_cli(*TOY_RUN, "-s", "0", "-s", "1", "--set", "classifier.epochs=2")
     assert first.stdout.count("complete") == 2
@@ -206,14 +223,33 @@ def test_sigkill_then_rerun_resumes_with_the_metrics_of_an_uninterrupted_run(
     assert resumed == straight  # bitwise: same seed, CPU
 
 
-def test_autoload_switch(monkeypatch):
+def test_autoload_switch_keeps_the_builtins(monkeypatch):
     monkeypatch.setenv("CGNBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
     data = json.loads(run_cli("plugins", "--json").stdout)
     assert data["autoload"] is False
-    assert [p["name"] for p in data["plugins"]] == ["cgnbench_toy"]
+    third_party = [p["name"] for p in data["plugins"] if p["distribution"] != "cgnbench"]
+    assert third_party == ["cgnbench_toy"]  # named in CGNBENCH_PLUGINS: still loaded
+    assert {"builtin-generators", "builtin-benchmarks"} <= {p["name"] for p in data["plugins"]}
     monkeypatch.delenv("CGNBENCH_PLUGINS")
-    out = run_cli("list", "generators").stdout
-    assert "toy-blobs" not in out
+    out = run_cli("--no-autoload", "list", "generators").stdout
+    assert "toy-blobs" not in out and "cgn-imagenet" in out
+
+
+def test_failed_plugins_are_listed_with_their_problem_and_strict_mode_raises(monkeypatch):
+    monkeypatch.setenv("CGNBENCH_PLUGINS", "cgnbench_toy,module_that_does_not_exist")
+    data = json.loads(run_cli("plugins", "--json").stdout)
+    failed = {p["name"]: p for p in data["plugins"] if not p["loaded"]}
+    assert list(failed) == ["module_that_does_not_exist"]
+    assert "No module named" in failed["module_that_does_not_exist"]["problems"][0]
+    monkeypatch.setenv("COLUMNS", "250")  # a wide terminal: the status cell on one line
+    table = run_cli("plugins").stdout
+    assert "module_that_does_not_exist" in table and "not loaded: failed to import" in table
+    strict = run_cli("--strict-plugins", "list", check=False)
+    assert strict.returncode != 0 and "Traceback" in strict.stderr
+    assert "PluginError: cgnbench plugin 'module_that_does_not_exist'" in strict.stderr
+    assert "ModuleNotFoundError" in strict.stderr  # the plugin's own error, chained
+    monkeypatch.setenv("CGNBENCH_STRICT_PLUGINS", "1")
+    assert run_cli("list", check=False).returncode != 0
 
 
 def test_broken_plugin_warns_and_cli_keeps_working(monkeypatch):

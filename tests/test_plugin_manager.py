@@ -7,7 +7,7 @@ import cgnbench_toy
 import pytest
 
 from robustbench_cgn import hookimpl
-from robustbench_cgn.plugin_manager import PluginWarning, load_plugins
+from robustbench_cgn.plugin_manager import PluginError, PluginWarning, load_plugins
 
 
 class FakeEntryPoint:
@@ -53,6 +53,44 @@ def test_autoload_off_by_environment(monkeypatch):
     assert system.plugins == [] and len(system.registries.generators) == 0
     system = load_plugins(extra_plugins=[("toy", cgnbench_toy)])
     assert "toy-blobs" in system.registries.generators
+
+
+def test_autoload_off_keeps_the_builtins_as_pytest_keeps_its_core_plugins():
+    eps = lambda: [  # noqa: E731
+        FakeEntryPoint("toy", cgnbench_toy),
+        FakeEntryPoint("builtin-toy", cgnbench_toy, dist_name="cgnbench"),
+    ]
+    system = load_plugins(entry_points=eps, autoload=False)
+    assert [p.name for p in system.plugins] == ["builtin-toy"]
+    assert [p.name for p in load_plugins(entry_points=eps, builtins=False).plugins] == ["toy"]
+    real = load_plugins(autoload=False)
+    assert "cgn" in real.registries.generators and "c-mnist" in real.registries.benchmarks
+
+
+def test_strict_mode_raises_with_the_plugins_own_error(monkeypatch):
+    eps = lambda: [FakeEntryPoint("broken", ImportError("No module named 'missing_dep'"))]  # noqa: E731
+    with pytest.raises(PluginError, match="broken.*missing_dep") as info:
+        load_plugins(entry_points=eps, strict=True)
+    assert isinstance(info.value.__cause__, ImportError)
+
+    def register_generators(registry):
+        raise RuntimeError("boom")
+
+    bad = lambda: [FakeEntryPoint("bad", module_with(register_generators=register_generators))]  # noqa: E731
+    monkeypatch.setenv("CGNBENCH_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="bad.*register_generators failed.*boom"):
+        load_plugins(entry_points=bad)
+    monkeypatch.setenv("CGNBENCH_STRICT_PLUGINS", "0")
+    with pytest.warns(PluginWarning):
+        failed = load_plugins(entry_points=eps).failed
+    assert [p.name for p in failed] == ["broken"]
+
+
+def test_plugins_variable_naming_an_installed_plugin_is_not_an_error(monkeypatch, recwarn):
+    monkeypatch.setenv("CGNBENCH_PLUGINS", "cgnbench_toy")
+    system = load_plugins(entry_points=lambda: [FakeEntryPoint("toy", cgnbench_toy)])
+    assert system.problems == [] and [p.name for p in system.plugins] == ["toy"]
+    assert not [w for w in recwarn if issubclass(w.category, PluginWarning)]
 
 
 def test_blocking_by_argument_and_environment(monkeypatch):
@@ -107,7 +145,7 @@ def test_invalid_hook_name_is_reported():
     module = types.ModuleType("typo")
     module.register_generatorz = hookimpl(lambda registry: None)
     with pytest.warns(PluginWarning, match="typo.*unknown hook.*register_generatorz"):
-        system = load_plugins(autoload=False, extra_plugins=[("typo", module)])
+        system = load_plugins(autoload=False, builtins=False, extra_plugins=[("typo", module)])
     assert system.plugins == []
 
 
@@ -119,7 +157,7 @@ def test_register_commands_hook_adds_cli_commands():
         click.echo("hi")
 
     module = module_with(register_commands=lambda cli: cli.add_command(hello))
-    system = load_plugins(autoload=False, extra_plugins=[("cmds", module)])
+    system = load_plugins(autoload=False, builtins=False, extra_plugins=[("cmds", module)])
     group = click.Group()
     system.add_commands(group)
     assert "hello" in group.commands

@@ -45,7 +45,9 @@ class fixture_plugin:  # noqa: N801 - a plugin namespace, as in pytest's fixture
 @pytest.fixture
 def runner(tmp_path):
     system = load_plugins(
-        autoload=False, extra_plugins=[("toy", cgnbench_toy), ("flaky", fixture_plugin)]
+        autoload=False,
+        builtins=False,
+        extra_plugins=[("toy", cgnbench_toy), ("flaky", fixture_plugin)],
     )
     store = ResultsStore(tmp_path / "results.sqlite")
     yield Runner(system, store, resolve_paths(tmp_path))

@@ -21,6 +21,7 @@ class App:
     quiet: bool = False
     blocked: tuple[str, ...] = ()
     autoload: bool | None = None
+    strict: bool | None = None
     argv: tuple[str, ...] | None = None  # the invocation (`run --launcher` reruns it)
     console: Console = field(default_factory=Console)
     err_console: Console = field(default_factory=lambda: Console(stderr=True))
@@ -30,7 +31,7 @@ class App:
         """Load plugins once; broken ones are reported as one warning line each."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PluginWarning)
-            system = load_plugins(autoload=self.autoload, blocked=self.blocked)
+            system = load_plugins(autoload=self.autoload, blocked=self.blocked, strict=self.strict)
         for problem in system.problems:
             self.err_console.print(
                 f"[yellow]warning:[/] plugin [bold]{problem.plugin}[/]: {problem.message}",

@@ -57,12 +57,18 @@ class PluginCommandGroup(click.Group):
 @click.option(
     "--no-autoload",
     is_flag=True,
-    help="Do not discover plugins through entry points "
+    help="Do not discover third-party plugins through entry points; the built-ins stay "
     "(same as CGNBENCH_DISABLE_PLUGIN_AUTOLOAD=1).",
+)
+@click.option(
+    "--strict-plugins",
+    is_flag=True,
+    help="Every plugin problem is an error with its traceback, not a warning "
+    "(for plugin authors' CI; same as CGNBENCH_STRICT_PLUGINS=1).",
 )
 @click.version_option(package_name="cgnbench")
 @click.pass_context
-def cli(ctx: click.Context, results, quiet, blocked, no_autoload) -> None:
+def cli(ctx: click.Context, results, quiet, blocked, no_autoload, strict_plugins) -> None:
     """cgnbench: out-of-distribution robustness benchmarks for counterfactual data.
 
     A run trains a CLASSIFIER on the data of a GENERATOR (original data, CGN
@@ -80,6 +86,7 @@ def cli(ctx: click.Context, results, quiet, blocked, no_autoload) -> None:
         quiet=quiet,
         blocked=tuple(blocked),
         autoload=False if no_autoload else None,
+        strict=True if strict_plugins else None,
         argv=_invocation_args,
     )
 

@@ -6,6 +6,7 @@ import json
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from .app import App
 from .group import cli
@@ -18,50 +19,109 @@ def _defaults_text(defaults: dict) -> str:
 
 
 @cli.command("list")
-@click.argument("kind", required=False, type=click.Choice(KINDS))
-@click.argument("pattern", required=False, default="*")
+@click.argument("kind_or_pattern", required=False, metavar="[KIND]")
+@click.argument("pattern", required=False, metavar="[PATTERN]")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "plain", "json")),
+    default="table",
+    show_default=True,
+    help="plain: one 'kind<TAB>name<TAB>description' line per entry (for pipes); json: all fields.",
+)
 @click.pass_obj
-def list_command(app: App, kind: str | None, pattern: str) -> None:
-    """List registered components, optionally filtered by a wildcard PATTERN (e.g. 'cgn*')."""
-    registries = app.plugins.registries
-    for current in [kind] if kind else KINDS:
-        registry = registries.by_kind(current)
-        entries = registry.list(pattern)
-        if kind is None and current == "weights" and not entries:
-            continue
+def list_command(app: App, kind_or_pattern: str | None, pattern: str | None, fmt: str) -> None:
+    """List registered components: all KINDs (generators, classifiers, benchmarks, weights) or
+    one, optionally filtered by a wildcard PATTERN (e.g. `cgnbench list 'cgn*'`, `cgnbench list
+    benchmarks 'gradcam*'`). Names are never cut."""
+    kind = kind_or_pattern if kind_or_pattern in KINDS else None
+    if kind is None and kind_or_pattern is not None:
+        if pattern is not None:
+            raise click.BadParameter(
+                f"{kind_or_pattern!r} is not a kind; kinds: {', '.join(KINDS)}",
+                param_hint="KIND",
+            )
+        pattern = kind_or_pattern
+    pattern = pattern or "*"
+    listed = {current: _entries(app, current, pattern) for current in ([kind] if kind else KINDS)}
+    if fmt == "json":
+        click.echo(json.dumps(listed, indent=2))
+        return
+    if fmt == "plain":
+        for current, entries in listed.items():
+            for entry in entries:
+                click.echo(f"{current}\t{entry['name']}\t{entry['description']}")
+        return
+    for current, entries in listed.items():
+        if kind is None and not entries and (current == "weights" or pattern != "*"):
+            continue  # all kinds asked: show only those with entries
         table = Table(title=f"{current} ({len(entries)})", title_justify="left")
-        if current == "weights":
-            for column in ("name", "description", "tags", "plugin"):
-                table.add_column(column)
-            for entry in entries:
-                table.add_row(
-                    entry.name, entry.spec.description, ", ".join(entry.spec.tags), entry.plugin
-                )
-        else:
-            for column in ("name", "description", "version", "plugin", "defaults"):
-                table.add_column(column, overflow="fold")
-            for entry in entries:
-                extra = ""
-                if current == "benchmarks":
-                    main = entry.cls.main_metric()
-                    extra = (
-                        f" [task {entry.cls.task.name}; main metric {main.name if main else '-'}]"
-                    )
-                table.add_row(
-                    entry.name,
-                    entry.description + extra,
-                    entry.version,
-                    entry.plugin,
-                    _defaults_text(entry.defaults()),
-                )
+        longest = max((len(entry["name"]) for entry in entries), default=4)
+        table.add_column("name", no_wrap=True, min_width=longest)
+        columns = ("description", "tags", "plugin") if current == "weights" else (
+            "description", "version", "plugin", "defaults"
+        )
+        for column in columns:  # names (entries and plugins) are never cut or wrapped
+            table.add_column(column, overflow="fold", no_wrap=column == "plugin")
+        for entry in entries:
+            table.add_row(entry["name"], *(_cell(entry[column]) for column in columns))
         app.console.print(table)
+
+
+def _cell(value) -> str:
+    if isinstance(value, dict):
+        return _defaults_text(value)
+    if isinstance(value, list):
+        return ", ".join(value)
+    return "-" if value is None else str(value)
+
+
+def _entries(app: App, kind: str, pattern: str) -> list[dict]:
+    """One dict per registered entry of ``kind`` matching ``pattern`` (what every format shows)."""
+    rows = []
+    for entry in app.plugins.registries.by_kind(kind).list(pattern):
+        if kind == "weights":
+            rows.append(
+                {
+                    "name": entry.name,
+                    "description": entry.spec.description,
+                    "tags": list(entry.spec.tags),
+                    "plugin": entry.plugin,
+                }
+            )
+            continue
+        description = entry.description
+        if kind == "benchmarks":
+            main = entry.cls.main_metric()
+            main_name = main.name if main else "-"
+            description += f" [task {entry.cls.task.name}; main metric {main_name}]"
+        rows.append(
+            {
+                "name": entry.name,
+                "description": description,
+                "version": entry.version,
+                "plugin": entry.plugin,
+                "defaults": {k: _jsonable(v) for k, v in entry.defaults().items()},
+            }
+        )
+    return rows
+
+
+def _jsonable(value):
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value)
 
 
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def plugins_command(app: App, as_json: bool) -> None:
-    """Show loaded plugins: name, distribution, version, implemented hooks, problems."""
+    """Show plugins: name, distribution, version, implemented hooks, and each one's problems
+    (plugins that failed to load are listed too, with why)."""
     system = app.plugins
     data = {
         "autoload": system.autoload,
@@ -74,8 +134,11 @@ def plugins_command(app: App, as_json: bool) -> None:
                 "version": info.version,
                 "hooks": info.hooks,
                 "source": info.source,
+                "loaded": loaded,
+                "problems": system.problems_of(info.name),
             }
-            for info in system.plugins
+            for infos, loaded in ((system.plugins, True), (system.failed, False))
+            for info in infos
         ],
         "problems": [{"plugin": p.plugin, "message": p.message} for p in system.problems],
     }
@@ -85,15 +148,18 @@ def plugins_command(app: App, as_json: bool) -> None:
     table = Table(
         title=f"plugins (autoload {'on' if system.autoload else 'off'})", title_justify="left"
     )
-    for column in ("name", "module", "distribution", "version", "hooks"):
-        table.add_column(column, overflow="fold")
+    for column in ("name", "module", "distribution", "version", "hooks", "status"):
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
     for info in data["plugins"]:
+        problems = "; ".join(info["problems"])
+        status = ("ok" if info["loaded"] else "not loaded") + (f": {problems}" if problems else "")
         table.add_row(
             info["name"],
             info["module"],
             info["distribution"] or "-",
             info["version"] or "-",
             ", ".join(info["hooks"]),
+            Text(status, style="" if info["loaded"] and not problems else "red"),
         )
     app.console.print(table)
     if system.blocked:
