@@ -1,16 +1,17 @@
-"""Entry point ``builtin-benchmarks``: the benchmark definitions that ship with cgnbench."""
+"""Entry point ``builtin-benchmarks``: the benchmark definitions that ship with cgnbench, one
+folder per domain (``mnist/``, ``imagenet/``)."""
 
 from __future__ import annotations
 
 from robustbench_cgn import hookimpl
 
-from .cue_conflict import CUE_CONFLICT_BENCHMARKS
-from .generator_quality import QUALITY_BENCHMARKS
-from .gradcam_iou import GRADCAM_BENCHMARKS
-from .gradcam_natural import GRADCAM_NATURAL_BENCHMARKS
-from .imagenet_ood import IMAGENET_OOD_BENCHMARKS
-from .in9 import IN9_BENCHMARKS
-from .mnist_ood import MNIST_BENCHMARKS
+from .imagenet.cue_conflict import CUE_CONFLICT_BENCHMARKS
+from .imagenet.gradcam_natural import GRADCAM_NATURAL_BENCHMARKS
+from .imagenet.imagenet_ood import IMAGENET_OOD_BENCHMARKS
+from .imagenet.in9 import IN9_BENCHMARKS
+from .mnist.generator_quality import QUALITY_BENCHMARKS
+from .mnist.gradcam_iou import GRADCAM_BENCHMARKS
+from .mnist.mnist_ood import MNIST_BENCHMARKS
 
 
 @hookimpl

@@ -23,6 +23,7 @@ def register_generators(registry) -> None:
 
 @hookimpl
 def register_commands(cli) -> None:
+    from .imagenet.import_decisions import import_decisions_command
     from .imagenet_cgn.commands import (
         ablate_cgn_imagenet_command,
         generate_cgn_imagenet_command,
@@ -35,6 +36,7 @@ def register_commands(cli) -> None:
     cli.add_command(ablate_cgn_command)
     cli.add_command(train_cgn_imagenet_command)
     cli.add_command(generate_cgn_imagenet_command)
+    cli.add_command(import_decisions_command)
     cli.add_command(ablate_cgn_imagenet_command)
 
 

@@ -8,7 +8,7 @@ run's identity and leaderboard row read "pretrained" rather than pretending to t
 from __future__ import annotations
 
 from robustbench_cgn import Generator, RunContext, Task
-from robustbench_cgn.imagenet import IMAGENET_TASK
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
 
 
 class PretrainedGenerator(Generator):

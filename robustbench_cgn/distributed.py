@@ -6,11 +6,11 @@ joins a process group (gloo on the CPU, NCCL on ``cuda:LOCAL_RANK``) and hands a
 :class:`Distributed` to the runner, which puts it on the run context as ``ctx.distributed``.
 Components never talk to ``torch.distributed`` themselves; they use its helpers:
 
-* evaluation: :func:`~robustbench_cgn.evaluation.predict_dataset` and
-  :func:`~robustbench_cgn.data.image_files.predict_images` split the dataset into contiguous
-  blocks of whole batches (:meth:`Distributed.shard_range`), one per rank, and gather the
-  results to every rank in dataset order: every item is evaluated exactly once, in a batch
-  of the same composition as in a single-process run, so the metrics are the same;
+* evaluation: :func:`~robustbench_cgn.evaluation.predict_dataset` (and the image-folder
+  predictors the domains build on it) split the dataset into contiguous blocks of whole batches
+  (:meth:`Distributed.shard_range`), one per rank, and gather the results to every rank in
+  dataset order: every item is evaluated exactly once, in a batch of the same composition as in
+  a single-process run, so the metrics are the same;
 * training: :meth:`Distributed.wrap` (DistributedDataParallel, BatchNorm synchronised),
   :meth:`Distributed.shard_batch` (this rank's part of a global batch drawn identically on
   every rank) and :meth:`Distributed.batch_loss` (the loss whose all-reduced gradient is the

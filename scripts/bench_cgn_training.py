@@ -37,7 +37,6 @@ from collections.abc import Callable
 import torch
 
 from robustbench_cgn_plugins.mnist.cgn_model import build_cgn
-from robustbench_cgn_plugins.mnist.style_loss import VGGStyleLoss
 from robustbench_cgn_plugins.mnist.training import (
     MnistGeneratorTrainer,
     TrainConfig,
@@ -45,6 +44,7 @@ from robustbench_cgn_plugins.mnist.training import (
     cgn_train_forward,
     load_train_data,
 )
+from robustbench_cgn_plugins.shared.style_loss import VGGStyleLoss
 
 REFERENCE_S = {16: 0.33, 64: 1.28}
 

@@ -32,10 +32,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from robustbench_cgn.context import RunContext
-from robustbench_cgn.data.image_files import ImageDataset, Preprocess, predict_images
-from robustbench_cgn.imagenet import IMAGENET_TASK
 from robustbench_cgn.progress import ProgressReporter
 from robustbench_cgn_plugins.imagenet.coral_classifier import MobileNetV2Coral
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
+from robustbench_cgn_plugins.imagenet.tasks.image_files import (
+    ImageDataset,
+    Preprocess,
+    predict_images,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -94,7 +94,7 @@ def bench_training(root: Path, batch: int, repeats: int) -> dict[str, float]:
     from robustbench_cgn_plugins.mnist.cgn_model import build_cgn
     from robustbench_cgn_plugins.mnist.discriminators import DiscLin
     from robustbench_cgn_plugins.mnist.losses import BinaryLoss
-    from robustbench_cgn_plugins.mnist.style_loss import STYLE_WEIGHTS, VGGStyleLoss
+    from robustbench_cgn_plugins.shared.style_loss import STYLE_WEIGHTS, VGGStyleLoss
 
     vgg_file = root / "vgg16" / "vgg16_imagenet_caffe_features23.pth"
     torch.manual_seed(0)
@@ -206,9 +206,9 @@ def bench_generation(root: Path, quick: bool) -> dict[str, object]:
 def bench_classifier(root: Path, quick: bool) -> dict[str, float]:
     import torch.nn.functional as F
 
-    from robustbench_cgn.data.mnist import load_mnist_dir
-    from robustbench_cgn.data.mnist_variants import build_variant
     from robustbench_cgn_plugins.mnist.cnn import CNN
+    from robustbench_cgn_plugins.mnist.tasks.source import load_mnist_dir
+    from robustbench_cgn_plugins.mnist.tasks.variants import build_variant
 
     test = build_variant("colored", "test", load_mnist_dir(root), seed=0)
     x, y = test.float_images(), test.labels

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from robustbench_cgn.data.mnist import resolve_mnist
 from robustbench_cgn_plugins.mnist.cgn_model import load_cgn_checkpoint
 from robustbench_cgn_plugins.mnist.digit_regions import dcgan_sample_agreement, reading_histograms
-from robustbench_cgn_plugins.mnist.shape_oracle import cgn_mask_agreement, train_shape_oracle
+from robustbench_cgn_plugins.mnist.tasks.shape_oracle import cgn_mask_agreement, train_shape_oracle
+from robustbench_cgn_plugins.mnist.tasks.source import resolve_mnist
 from robustbench_cgn_plugins.mnist.training import (
     export_generator_weights,
     load_checkpoint,

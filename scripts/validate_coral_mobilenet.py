@@ -24,8 +24,8 @@ import torchvision.transforms.v2.functional as TF
 from torchvision.io import ImageReadMode, decode_image
 
 from robustbench_cgn import RunContext
-from robustbench_cgn.imagenet import IMAGENET_TASK, InputConfig
 from robustbench_cgn_plugins.imagenet.coral_classifier import MobileNetV2Coral
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK, InputConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = "imagenet_samples_256q90"

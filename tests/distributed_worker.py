@@ -26,8 +26,12 @@ from torchvision.io import write_png
 
 from robustbench_cgn import Classifier, RunContext, TrainingSet, predict_dataset
 from robustbench_cgn import distributed as dist_module
-from robustbench_cgn.data.image_files import ImageDataset, Preprocess, predict_images
-from robustbench_cgn.imagenet import InputConfig
+from robustbench_cgn_plugins.imagenet.tasks import InputConfig
+from robustbench_cgn_plugins.imagenet.tasks.image_files import (
+    ImageDataset,
+    Preprocess,
+    predict_images,
+)
 
 
 class TwoHeads(Classifier):
@@ -141,9 +145,9 @@ def ensemble_checks(out: Path, ctx: RunContext, reference: RunContext) -> dict:
     """``cgn-ensemble`` (random ResNet-50 at 32 px, BatchNorm frozen) trained on 7
     counterfactuals in global batches of 3 (parts of 2 + 1) and of 1 (rank 1's part is always
     empty): the largest weight difference to one process, and equal epoch statistics."""
-    from robustbench_cgn.imagenet import IMAGENET_TASK
     from robustbench_cgn_plugins.imagenet.cgn_ensemble import CGNEnsemble
     from robustbench_cgn_plugins.imagenet.counterfactual_folder import CounterfactualImageFolder
+    from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
 
     folder = out / "cf"
     if ctx.is_main:

@@ -14,8 +14,8 @@ import torch
 from torchvision.io import encode_png
 
 from robustbench_cgn import RunContext, Task
-from robustbench_cgn.imagenet import ImageNetClassifier, InputConfig
 from robustbench_cgn.progress import ProgressReporter
+from robustbench_cgn_plugins.imagenet.tasks import ImageNetClassifier, InputConfig
 
 STEP = 20
 

@@ -1,6 +1,6 @@
 """The run folder of the resumable trainers (``robustbench_cgn.training_run``): checkpoint
 names, newest/pruning order, the resume-safe log, the loss window; and the helpers the two
-training commands share (``robustbench_cgn.cli.training``)."""
+training commands share (``robustbench_cgn.commands``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from robustbench_cgn.cli.training import comma_floats, run_with_progress, speed_text
+from robustbench_cgn.commands import comma_floats, run_with_progress, speed_text
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
 from robustbench_cgn.training_run import (
     TrainingLog,

@@ -46,8 +46,8 @@ from robustbench_cgn import (
 )
 from robustbench_cgn.device import autocast
 from robustbench_cgn.figures import save_training_curves
-from robustbench_cgn.imagenet import ImageNetClassifier, InputConfig
 from robustbench_cgn.oom import BatchHalving
+from robustbench_cgn_plugins.imagenet.tasks import ImageNetClassifier, InputConfig
 
 from .counterfactual_folder import RealImageFolder, train_transform
 from .ensemble_model import (

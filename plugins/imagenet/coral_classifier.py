@@ -28,7 +28,7 @@ from robustbench_cgn import RunContext, Task
 from robustbench_cgn.checkpoint import atomic_torch_save
 from robustbench_cgn.data.download import fetch_file, sha256_file
 from robustbench_cgn.errors import ChecksumError, DataNotFoundError
-from robustbench_cgn.imagenet import ImageNetClassifier, InputConfig
+from robustbench_cgn_plugins.imagenet.tasks import ImageNetClassifier, InputConfig
 
 from .coral_mobilenet import (
     CONVERTER_VERSION,

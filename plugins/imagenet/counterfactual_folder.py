@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from robustbench_cgn.class_maps import imagenet_wnids
-from robustbench_cgn.data.image_files import decode_rgb
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
+from robustbench_cgn_plugins.imagenet.tasks.class_maps import imagenet_wnids
+from robustbench_cgn_plugins.imagenet.tasks.image_files import decode_rgb
 
 LABELS_FILE = "labels.csv"
 COLUMNS = ("path", "shape", "texture", "background")

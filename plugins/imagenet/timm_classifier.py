@@ -28,7 +28,7 @@ from robustbench_cgn import RunContext, Task
 from robustbench_cgn.checkpoint import load_state_dict_file
 from robustbench_cgn.data.download import offline, sha256_file
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError, IncompatibleError
-from robustbench_cgn.imagenet import ImageNetClassifier, InputConfig
+from robustbench_cgn_plugins.imagenet.tasks import ImageNetClassifier, InputConfig
 
 WEIGHT_CHOICES = ("auto", "none")
 

@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from robustbench_cgn.cli.training import comma_floats, run_with_progress, speed_text
+from robustbench_cgn.commands import comma_floats, run_with_progress, speed_text
 from robustbench_cgn.device import resolve_device
 from robustbench_cgn.progress import ProgressReporter
 

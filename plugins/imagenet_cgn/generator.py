@@ -17,8 +17,8 @@ import torch
 
 from robustbench_cgn import ConfigError, Generator, RunContext, Task, TrainingSet
 from robustbench_cgn.data.download import sha256_file
-from robustbench_cgn.imagenet import IMAGENET_TASK
 from robustbench_cgn_plugins.imagenet.counterfactual_folder import CounterfactualImageFolder
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
 
 from .cgn_model import ARCHITECTURES, U2NET_VARIANTS, ImageNetCGN
 from .generation import (

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustbench_cgn.errors import ConfigError
-from robustbench_cgn_plugins.mnist.style_loss import VGGStyleLoss, vgg16_features23
+from robustbench_cgn_plugins.shared.style_loss import VGGStyleLoss, vgg16_features23
 
 from .patch_grid import GRID_SIDE, PATCH_SIZE, SAMPLE_SIZE, WORK_SIZE, patch_grid
 

@@ -82,7 +82,7 @@ from robustbench_cgn.training_run import (
     write_checkpoint,
 )
 from robustbench_cgn.training_run import latest_checkpoint as find_latest_checkpoint
-from robustbench_cgn_plugins.mnist.style_loss import (
+from robustbench_cgn_plugins.shared.style_loss import (
     VGG16_FILE,
     VGG16_WEIGHTS_ENV,
     resolve_vgg16_weights,

@@ -79,7 +79,7 @@ def reading_histograms(benchmark: str, textures_dir: str | PathLike) -> dict[str
     for the others."""
     if benchmark != "w-mnist":
         return None
-    from robustbench_cgn.data.mnist_variants import load_textures
+    from robustbench_cgn_plugins.mnist.tasks.variants import load_textures
 
     return texture_log_histograms(load_textures(textures_dir))
 

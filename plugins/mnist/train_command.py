@@ -12,7 +12,7 @@ import click
 import torch
 from rich.console import Console
 
-from robustbench_cgn.cli.training import comma_floats, run_with_progress, speed_text
+from robustbench_cgn.commands import comma_floats, run_with_progress, speed_text
 
 from .training import VARIANTS, MnistGeneratorTrainer, TrainConfig, export_generator_weights
 

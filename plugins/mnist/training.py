@@ -145,6 +145,7 @@ from robustbench_cgn.training_run import (
 )
 from robustbench_cgn.training_run import latest_checkpoint as find_latest_checkpoint
 
+from ..shared.style_loss import STYLE_WEIGHTS, VGG16_FILE, VGGStyleLoss, resolve_vgg16_weights
 from .cgn_fast import upsample_conv_as_conv_transpose
 from .cgn_model import CGN, MASK_MAX, MASK_MIN, build_cgn, compose, init_weights_pix2pix
 from .counterfactuals import quantize_images
@@ -160,7 +161,6 @@ from .losses import (
     prior_weight,
 )
 from .sample_grids import mask_collapse_indicators, save_cgn_grids, save_dcgan_grid
-from .style_loss import STYLE_WEIGHTS, VGG16_FILE, VGGStyleLoss, resolve_vgg16_weights
 
 __all__ = [
     "CGN_HPARAMS",
@@ -411,9 +411,9 @@ def load_train_data(
     ``textures_dir`` defaults to ``<data_dir>/wmnist_textures`` when that exists. Provenance:
     the variant's metadata without per-image arrays, plus a sha256 of images and labels.
     """
-    from robustbench_cgn.data.mnist import resolve_mnist
-    from robustbench_cgn.data.mnist_variants import build_variant
     from robustbench_cgn.settings import resolve_paths
+    from robustbench_cgn_plugins.mnist.tasks.source import resolve_mnist
+    from robustbench_cgn_plugins.mnist.tasks.variants import build_variant
 
     cache = Path(cache_dir) if cache_dir is not None else resolve_paths().cache
     mnist = resolve_mnist(data_dir, cache)

@@ -103,7 +103,6 @@ def _rank_prefix() -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one red line and exit code 2."""
     from . import (  # noqa: F401  (register commands)
-        importing,
         listing,
         reporting,
         results,

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from robustbench_cgn.data.mnist import resolve_mnist
 from robustbench_cgn.explain import batched_cams, mask_iou
 from robustbench_cgn_plugins.mnist.cnn import CNN, CNNLogits
+from robustbench_cgn_plugins.mnist.tasks.source import resolve_mnist
 
 
 @pytest.fixture(scope="module")

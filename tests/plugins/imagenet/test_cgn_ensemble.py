@@ -22,9 +22,7 @@ from robustbench_cgn import (
     RunContext,
     TrainingSet,
 )
-from robustbench_cgn.class_maps import imagenet_wnids
 from robustbench_cgn.data.download import sha256_file
-from robustbench_cgn.imagenet import IMAGENET_TASK
 from robustbench_cgn_plugins.imagenet import cgn_ensemble
 from robustbench_cgn_plugins.imagenet.cgn_ensemble import CHECKPOINT, CGNEnsemble
 from robustbench_cgn_plugins.imagenet.counterfactual_folder import (
@@ -45,6 +43,8 @@ from robustbench_cgn_plugins.imagenet.ensemble_weights import (
     RESNET50_URL,
     WEIGHTS_ENV,
 )
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
+from robustbench_cgn_plugins.imagenet.tasks.class_maps import imagenet_wnids
 
 SIZE = 64
 REAL_CLASSES = (0, 5)  # indices of the two WNIDs in the real fixture

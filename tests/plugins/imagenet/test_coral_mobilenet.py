@@ -16,7 +16,6 @@ from imagenet_fixtures import make_context
 from torchvision.io import ImageReadMode, decode_image
 
 from robustbench_cgn.errors import CGNBenchError, ChecksumError, DataNotFoundError
-from robustbench_cgn.imagenet import IMAGENET_TASK
 from robustbench_cgn_plugins.imagenet import coral_classifier
 from robustbench_cgn_plugins.imagenet.coral_classifier import (
     TFLITE_ENV,
@@ -29,6 +28,7 @@ from robustbench_cgn_plugins.imagenet.coral_mobilenet import (
     convert_mobilenet_v2,
     tf_same_padding,
 )
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
 from robustbench_cgn_plugins.imagenet.tflite_import import (
     QuantParams,
     dequantize,

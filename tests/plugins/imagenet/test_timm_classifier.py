@@ -10,8 +10,8 @@ import torch
 from imagenet_fixtures import make_context
 
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError, IncompatibleError
-from robustbench_cgn.imagenet import IMAGENET_TASK
 from robustbench_cgn.plugin_manager import load_plugins
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
 from robustbench_cgn_plugins.imagenet.timm_classifier import TimmClassifier
 
 TINY = "test_resnet.r160_in1k"  # timm's 0.5 M-parameter test model

@@ -15,9 +15,9 @@ import torch
 from click.testing import CliRunner
 
 from robustbench_cgn import ConfigError, DataNotFoundError, RunContext
-from robustbench_cgn.imagenet import IMAGENET_TASK
 from robustbench_cgn_plugins.imagenet.cgn_ensemble import CGNEnsemble
 from robustbench_cgn_plugins.imagenet.counterfactual_folder import CounterfactualImageFolder
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
 from robustbench_cgn_plugins.imagenet_cgn import generation as generation_module
 from robustbench_cgn_plugins.imagenet_cgn.ablation import (
     ABLATIONS,

@@ -17,19 +17,19 @@ import dataclasses
 import pytest
 import torch
 
-from robustbench_cgn.data.mnist import resolve_mnist
-from robustbench_cgn.data.mnist_variants import build_variant
 from robustbench_cgn_plugins.mnist.cgn_model import load_cgn_checkpoint
 from robustbench_cgn_plugins.mnist.digit_regions import (
     dcgan_sample_agreement,
     digit_region,
     reading_histograms,
 )
-from robustbench_cgn_plugins.mnist.shape_oracle import (
+from robustbench_cgn_plugins.mnist.tasks.shape_oracle import (
     binary_digits,
     cgn_mask_agreement,
     train_shape_oracle,
 )
+from robustbench_cgn_plugins.mnist.tasks.source import resolve_mnist
+from robustbench_cgn_plugins.mnist.tasks.variants import build_variant
 from robustbench_cgn_plugins.mnist.zoo import CGN_GATE
 
 

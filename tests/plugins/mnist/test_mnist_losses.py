@@ -17,7 +17,7 @@ from robustbench_cgn_plugins.mnist.losses import (
     mechanism_prior_loss,
     prior_weight,
 )
-from robustbench_cgn_plugins.mnist.style_loss import (
+from robustbench_cgn_plugins.shared.style_loss import (
     CAFFE_MEAN_255,
     IMAGENET_MEAN,
     IMAGENET_STD,

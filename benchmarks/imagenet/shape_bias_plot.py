@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from robustbench_cgn.figures import pyplot
-from robustbench_cgn.shape_bias import ShapeBias
+from robustbench_cgn_plugins.imagenet.tasks.shape_bias import ShapeBias
 
 MARKERS = ("o", "D", "s", "^", "v", "P", "X")
 

@@ -31,13 +31,13 @@ from robustbench_cgn import (
     RunContext,
     Task,
 )
-from robustbench_cgn.class_maps import imagenet_names
 from robustbench_cgn.data.download import sha256_file
-from robustbench_cgn.data.image_files import decode_rgb
 from robustbench_cgn.errors import DataNotFoundError
 from robustbench_cgn.explain import batched_cams, mask_iou
 from robustbench_cgn.figures import save_cam_overlays
-from robustbench_cgn.imagenet import IMAGENET_TASK
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
+from robustbench_cgn_plugins.imagenet.tasks.class_maps import imagenet_names
+from robustbench_cgn_plugins.imagenet.tasks.image_files import decode_rgb
 
 from .imagenet_common import input_config_of
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from robustbench_cgn.shape_bias import (
+from robustbench_cgn_plugins.imagenet.tasks.shape_bias import (
     decide_16,
     parse_stimulus,
     read_raw_data,

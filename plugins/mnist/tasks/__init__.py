@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from robustbench_cgn import RunContext, Task
-from robustbench_cgn.data.mnist import MnistArrays, resolve_mnist
-from robustbench_cgn.data.mnist_variants import VariantData, build_variant, to_float
+from robustbench_cgn_plugins.mnist.tasks.source import MnistArrays, resolve_mnist
+from robustbench_cgn_plugins.mnist.tasks.variants import VariantData, build_variant, to_float
 
 TASKS = {
     "colored": Task(

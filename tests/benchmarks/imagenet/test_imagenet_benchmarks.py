@@ -16,19 +16,23 @@ from imagenet_fixtures import (
     write_coded_image,
 )
 
-from robustbench_cgn.class_maps import (
+from robustbench_cgn.errors import DataNotFoundError
+from robustbench_cgn_benchmarks.imagenet import imagenet_ood
+from robustbench_cgn_benchmarks.imagenet.cue_conflict import CueConflictShapeBias
+from robustbench_cgn_benchmarks.imagenet.imagenet_ood import (
+    ImageNetA,
+    ImageNetSketch,
+    StylizedImageNet,
+)
+from robustbench_cgn_benchmarks.imagenet.in9 import IN9Backgrounds, build_in9_from_samples
+from robustbench_cgn_plugins.imagenet.tasks.class_maps import (
     cue_conflict_categories,
     imagenet_wnids,
     in9_classes,
     in_to_in9,
     subset_classes,
 )
-from robustbench_cgn.data.image_sources import ReleaseArchive
-from robustbench_cgn.errors import DataNotFoundError
-from robustbench_cgn_benchmarks import imagenet_ood
-from robustbench_cgn_benchmarks.cue_conflict import CueConflictShapeBias
-from robustbench_cgn_benchmarks.imagenet_ood import ImageNetA, ImageNetSketch, StylizedImageNet
-from robustbench_cgn_benchmarks.in9 import IN9Backgrounds, build_in9_from_samples
+from robustbench_cgn_plugins.imagenet.tasks.image_sources import ReleaseArchive
 
 
 def results(benchmark, classifier, ctx):

@@ -8,7 +8,7 @@ from imagenet_fixtures import make_context, write_coded_image
 
 from robustbench_cgn.errors import DataNotFoundError
 from robustbench_cgn.explain import mask_iou
-from robustbench_cgn_benchmarks.gradcam_natural import (
+from robustbench_cgn_benchmarks.imagenet.gradcam_natural import (
     NaturalImageGradCamIoU,
     load_pair,
     read_manifest,

@@ -5,7 +5,12 @@ import json
 import pytest
 import torch
 
-from robustbench_cgn.imagenet_metrics import bg_gap, in9_correct, subset_correct, topk_correct
+from robustbench_cgn_plugins.imagenet.tasks.metrics import (
+    bg_gap,
+    in9_correct,
+    subset_correct,
+    topk_correct,
+)
 
 
 def logits_with_argmax(*winners, classes=1000):

@@ -22,9 +22,9 @@ from typing import ClassVar
 
 import torch
 
-from .components import Classifier, Task, TrainingSet
-from .context import RunContext
-from .errors import IncompatibleError
+from robustbench_cgn.components import Classifier, Task, TrainingSet
+from robustbench_cgn.context import RunContext
+from robustbench_cgn.errors import IncompatibleError
 
 IMAGENET_TASK = Task(
     name="imagenet",

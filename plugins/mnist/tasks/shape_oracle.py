@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustbench_cgn.checkpoint import Checkpointer
-from robustbench_cgn.data.mnist import MnistArrays
+from robustbench_cgn_plugins.mnist.tasks.source import MnistArrays
 
 ORACLE_VERSION = 1
 

@@ -26,16 +26,16 @@ from pathlib import Path
 import torch
 
 from robustbench_cgn import Classifier, DatasetSpec, MetricResult, MetricSpec, RunContext, Task
-from robustbench_cgn.class_maps import imagenet_index, in9_classes, in_to_in9
-from robustbench_cgn.data.image_files import ImageDataset, list_images
-from robustbench_cgn.data.image_sources import (
+from robustbench_cgn.errors import DataNotFoundError
+from robustbench_cgn_plugins.imagenet.tasks.class_maps import imagenet_index, in9_classes, in_to_in9
+from robustbench_cgn_plugins.imagenet.tasks.image_files import ImageDataset, list_images
+from robustbench_cgn_plugins.imagenet.tasks.image_sources import (
     ImageSourceSpec,
     LocatedSource,
     ReleaseArchive,
     locate,
 )
-from robustbench_cgn.errors import DataNotFoundError
-from robustbench_cgn.imagenet_metrics import bg_gap, in9_correct
+from robustbench_cgn_plugins.imagenet.tasks.metrics import bg_gap, in9_correct
 
 from .imagenet_common import ImageNetBenchmark, LabelledImages, head_key
 

@@ -18,16 +18,24 @@ from typing import ClassVar
 import torch
 
 from robustbench_cgn import Classifier, DatasetSpec, MetricResult, MetricSpec, RunContext
-from robustbench_cgn.class_maps import imagenet_index, imagenet_wnids, subset_classes
-from robustbench_cgn.data.image_sources import (
+from robustbench_cgn.errors import DataNotFoundError
+from robustbench_cgn_plugins.imagenet.tasks.class_maps import (
+    imagenet_index,
+    imagenet_wnids,
+    subset_classes,
+)
+from robustbench_cgn_plugins.imagenet.tasks.image_sources import (
     ImageSourceSpec,
     ReleaseArchive,
     has_wnid_folders,
     missing_wnids,
     wnid_folders,
 )
-from robustbench_cgn.errors import DataNotFoundError
-from robustbench_cgn.imagenet_metrics import IN_A_PROTOCOLS, subset_correct, topk_correct
+from robustbench_cgn_plugins.imagenet.tasks.metrics import (
+    IN_A_PROTOCOLS,
+    subset_correct,
+    topk_correct,
+)
 
 from .imagenet_common import ImageNetBenchmark, head_key, image_files_by_folder
 

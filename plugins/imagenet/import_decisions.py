@@ -12,23 +12,23 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..components import MetricResult
-from ..data.download import sha256_file
-from ..errors import CGNBenchError
-from ..identity import run_identity
-from ..shape_bias import read_raw_data, score_raw_data
-from .app import App
-from .group import cli
+from robustbench_cgn.components import MetricResult
+from robustbench_cgn.data.download import sha256_file
+from robustbench_cgn.errors import CGNBenchError
+from robustbench_cgn.identity import run_identity
+
+from .tasks.shape_bias import read_raw_data, score_raw_data
 
 IMPORTED_GENERATOR = "imported"
 SUPPORTED_BENCHMARKS = ("cue-conflict",)
 PROTOCOL = "cue-conflict: imported decisions (model-vs-human raw data), shape/(shape+texture)"
 
 
-@cli.command("import-decisions")
+@click.command("import-decisions")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--label", required=True, help="Leaderboard name, e.g. humans or resnet50-mvh.")
 @click.option(
@@ -39,7 +39,7 @@ PROTOCOL = "cue-conflict: imported decisions (model-vs-human raw data), shape/(s
     show_default=True,
 )
 @click.pass_obj
-def import_decisions_command(app: App, files: tuple[str, ...], label: str, benchmark: str) -> None:
+def import_decisions_command(app: Any, files: tuple[str, ...], label: str, benchmark: str) -> None:
     """Score model-vs-human raw-data CSV FILES (pooled) and store them as an imported row."""
     started = time.perf_counter()
     paths = [Path(f) for f in files]

@@ -1,7 +1,6 @@
-"""What the commands that drive a resumable trainer share (``train-generator``,
-``train-cgn-imagenet``, added by the built-in generators plugin through ``register_commands``):
-parsing comma-separated numbers, and running the trainer under a progress bar that shows its
-losses. Not a command itself."""
+"""Helpers for the commands plugins add through ``register_commands`` (``train-generator``,
+``train-cgn-imagenet``, ...): parsing comma-separated numbers, and running a resumable trainer
+under a progress bar that shows its losses. Plugins import these, never ``robustbench_cgn.cli``."""
 
 from __future__ import annotations
 
@@ -9,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import click
 from rich.console import Console
 
-from ..progress import ProgressReporter
+from robustbench_cgn.errors import ConfigError
+from robustbench_cgn.progress import ProgressReporter
 
 __all__ = ["ResumableTrainer", "comma_floats", "run_with_progress", "speed_text"]
 
@@ -28,13 +27,15 @@ class ResumableTrainer(Protocol):
 
 
 def comma_floats(_ctx: Any, _param: Any, text: str | None) -> tuple[float, ...] | None:
-    """Click callback: ``"1,2.5"`` -> ``(1.0, 2.5)``; ``None`` stays ``None`` (the default)."""
+    """Option callback: ``"1,2.5"`` -> ``(1.0, 2.5)``; ``None`` stays ``None`` (the default)."""
     if text is None:
         return None
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise click.BadParameter("expected comma-separated numbers") from None
+        name = getattr(_param, "name", None) or "value"
+        raise ConfigError(f"--{name.replace('_', '-')}: expected comma-separated numbers, "
+                          f"got {text!r}") from None
 
 
 def run_with_progress(

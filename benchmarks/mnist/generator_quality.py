@@ -29,9 +29,9 @@ from robustbench_cgn import Benchmark, MetricResult, MetricSpec, RunContext, Tas
 from robustbench_cgn.data.batching import IndexedTensors
 from robustbench_cgn.errors import IncompatibleError
 from robustbench_cgn.explain.fid import frechet_inception_distance, inception_score
-from robustbench_cgn_plugins.mnist.sample_grids import collapse_from_masks
-from robustbench_cgn_plugins.mnist.shape_oracle import cached_shape_oracle
 from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for, variant_split
+from robustbench_cgn_plugins.mnist.tasks.mask_collapse import collapse_from_masks
+from robustbench_cgn_plugins.mnist.tasks.shape_oracle import cached_shape_oracle
 
 from .mnist_ood import MNIST_DATASET, WildlifeMNIST
 

@@ -95,8 +95,8 @@ import torch
 from PIL import Image, ImageColor
 
 from robustbench_cgn.data.download import fetch_file, sha256_file
-from robustbench_cgn.data.mnist import MnistArrays
 from robustbench_cgn.errors import CGNBenchError, ChecksumError, ConfigError, DataNotFoundError
+from robustbench_cgn_plugins.mnist.tasks.source import MnistArrays
 
 __all__ = [
     "COLORED_JITTER_STD",
@@ -535,7 +535,7 @@ def _default_cache(cache_dir: str | os.PathLike | None) -> Path:
     """``cache_dir``, else the harness's cache (``$CGNBENCH_CACHE``, else under the home)."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    from ..settings import resolve_paths
+    from robustbench_cgn.settings import resolve_paths
 
     return resolve_paths().cache
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from robustbench_cgn import Classifier, DatasetSpec, MetricResult, MetricSpec, RunContext
-from robustbench_cgn.class_maps import cue_conflict_categories
-from robustbench_cgn.data.image_files import list_images
-from robustbench_cgn.data.image_sources import ImageSourceSpec, ReleaseArchive
 from robustbench_cgn.errors import DataNotFoundError
-from robustbench_cgn.shape_bias import (
+from robustbench_cgn_plugins.imagenet.tasks.class_maps import cue_conflict_categories
+from robustbench_cgn_plugins.imagenet.tasks.image_files import list_images
+from robustbench_cgn_plugins.imagenet.tasks.image_sources import ImageSourceSpec, ReleaseArchive
+from robustbench_cgn_plugins.imagenet.tasks.shape_bias import (
     ShapeBias,
     decide_16,
     parse_stimulus,

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CGNBenchError, DataNotFoundError
-from .download import fetch_file, safe_extract, sha256_file
+from robustbench_cgn.data.download import fetch_file, safe_extract, sha256_file
+from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
 
 HF_PREFIX = "hf:"
 

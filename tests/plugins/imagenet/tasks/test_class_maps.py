@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from robustbench_cgn.class_maps import (
+from robustbench_cgn_plugins.imagenet.tasks.class_maps import (
     cue_conflict_categories,
     imagenet_names,
     imagenet_wnids,

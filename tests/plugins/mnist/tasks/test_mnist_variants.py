@@ -9,10 +9,10 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageColor
 
-from robustbench_cgn.data import mnist_variants as mv
 from robustbench_cgn.data.download import sha256_file
-from robustbench_cgn.data.mnist import resolve_mnist
 from robustbench_cgn.errors import ConfigError, DataNotFoundError
+from robustbench_cgn_plugins.mnist.tasks import variants as mv
+from robustbench_cgn_plugins.mnist.tasks.source import resolve_mnist
 
 
 @pytest.fixture(scope="module")

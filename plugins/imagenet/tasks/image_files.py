@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..components import Classifier
-from ..context import RunContext
-from ..evaluation import check_same_length, predictor
-from ..imagenet import InputConfig
+from robustbench_cgn.components import Classifier
+from robustbench_cgn.context import RunContext
+from robustbench_cgn.evaluation import check_same_length, predictor
+from robustbench_cgn_plugins.imagenet.tasks import InputConfig
 
 # torchvision 0.29 deprecates its image codecs in favour of torchcodec; they remain the
 # fastest tensor decoders installed here, and the warning would fire once per image.

@@ -1,9 +1,10 @@
 """What the ImageNet benchmarks share: the task, source resolution, batched prediction and
 per-head reporting.
 
-Each benchmark names an :class:`~robustbench_cgn.data.image_sources.ImageSourceSpec`; its
-``source`` option picks a local release folder, a ``datasets`` repository or the downloaded
-archive. The images are decoded and sized as the classifier's ``input_config()`` asks.
+Each benchmark names an
+:class:`~robustbench_cgn_plugins.imagenet.tasks.image_sources.ImageSourceSpec`; its ``source``
+option picks a local release folder, a ``datasets`` repository or the downloaded archive. The
+images are decoded and sized as the classifier's ``input_config()`` asks.
 Multi-head classifiers (the CGN ensemble) are scored per head: the main head ``""`` under the
 empty key, the others under ``head=<name>``.
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from robustbench_cgn import Benchmark, Classifier, RunContext, Task
-from robustbench_cgn.data.image_files import (
+from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK, InputConfig
+from robustbench_cgn_plugins.imagenet.tasks.image_files import (
     IMAGE_SUFFIXES,
     ImageDataset,
     ImagePredictions,
@@ -24,13 +26,12 @@ from robustbench_cgn.data.image_files import (
     list_images,
     predict_images,
 )
-from robustbench_cgn.data.image_sources import (
+from robustbench_cgn_plugins.imagenet.tasks.image_sources import (
     ImageSourceSpec,
     LocatedSource,
     hf_image_reader,
     locate,
 )
-from robustbench_cgn.imagenet import IMAGENET_TASK, InputConfig
 
 MAIN_HEAD = ""
 

@@ -1,0 +1,1 @@
+"""Model parts two domains share (the VGG style loss), below both."""
