@@ -39,6 +39,12 @@ class Task:
 
     ``name`` identifies the data distribution (e.g. ``colored-mnist``); generators declare the
     task names they can produce data for, with wildcards (``*-mnist``).
+
+    The image contract a training set must keep (checked on its first samples before training,
+    :mod:`robustbench_cgn.contracts`): images are tensors ``input_shape`` (channels first;
+    ``exact_size=False``: only the channel count is fixed), ``uint8`` 0..255 or ``float32`` in
+    ``value_range`` (``None``: any finite floats); labels are integers in ``0..num_classes-1``
+    (or an integer tensor of one per head).
     """
 
     name: str
@@ -46,6 +52,8 @@ class Task:
     input_shape: tuple[int, int, int]
     family: str = ""
     description: str = ""
+    value_range: tuple[float, float] | None = None
+    exact_size: bool = True
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class RunContext:
     train_set: TrainingSet | None = None  # what the classifier was trained on (set by the runner)
     checkpoint_dir: Path | None = None  # default: <workdir>/checkpoints
     source_generator: Any = None  # the run's Generator (set by the runner; quality benchmarks)
+    task: Any = None  # the benchmark's Task (set by the runner; logits are checked against it)
     distributed: Distributed = field(default_factory=current)
 
     @property

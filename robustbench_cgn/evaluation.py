@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .components import Classifier
 from .context import RunContext
+from .contracts import check_logits
 from .device import autocast
 from .errors import CGNBenchError
 from .oom import ChunkedPredictor
@@ -73,10 +74,18 @@ def predictor(classifier: Classifier, ctx: RunContext) -> ChunkedPredictor:
     """``classifier.prepare`` + ``predict`` under the run's precision, on one batch on the
     run's device; an out-of-memory batch is retried in halves (:mod:`~robustbench_cgn.oom`)."""
 
+    checked = ctx.task is None  # the first batch's logits are checked against the task
+
     def run(images: torch.Tensor):
+        nonlocal checked
         images = classifier.prepare(images)
         with autocast(ctx.device, ctx.precision):
-            return classifier.predict(images)
+            outputs = classifier.predict(images)
+        if not checked:
+            name = getattr(classifier, "name", type(classifier).__name__)
+            check_logits(outputs, len(images), ctx.task.num_classes, name)
+            checked = True
+        return outputs
 
     return ChunkedPredictor(run, ctx.device)
 

@@ -28,6 +28,7 @@ from .components import (
 )
 from .config import build_config, config_as_dict
 from .context import RunContext, seed_everything
+from .contracts import check_metric_value, check_training_set
 from .device import PRECISION_CHOICES, resolve_device
 from .distributed import Distributed, current
 from .errors import CGNBenchError, ConfigError, IncompatibleError
@@ -185,6 +186,7 @@ class Runner:
             num_workers=request.num_workers,
             progress=self.progress,
             distributed=self.distributed,
+            task=task,
         )
         generator_identity = generator.identity(task, context)
         if request.mix == "original+generated":
@@ -329,11 +331,14 @@ class Runner:
             return self._evaluate(planned, None), None
         with dist.main_first():  # rank 0 fills the caches (generated sets), the others read them
             train_set = planned.generator.generate(task, ctx)
+        if train_set is not None:
+            check_training_set(train_set, task, planned.spec.generator)
         if request.mix == "original+generated":
             with dist.main_first():
                 original = self._original().generate(task, ctx)
             if train_set is None or original is None:
                 raise IncompatibleError("mix 'original+generated' needs data from both generators")
+            check_training_set(original, task, "original")
             train_set = concat_training_sets(original, train_set)
         _check_training_set(train_set, task.num_classes)
         ctx.train_set = train_set
@@ -358,6 +363,7 @@ class Runner:
                     f"benchmark {planned.spec.benchmark!r} yielded undeclared metric "
                     f"{result.name!r} (declared: {', '.join(specs)})"
                 )
+            check_metric_value(result.name, result.key, result.value, planned.spec.benchmark)
             now = time.perf_counter()
             if ctx.is_main:
                 self._store().record_metric(

@@ -5,14 +5,14 @@ training commands share (``robustbench_cgn.commands``)."""
 from __future__ import annotations
 
 import json
+import types
 
-import click
 import pytest
 import torch
 from rich.console import Console
 
 from robustbench_cgn.commands import comma_floats, run_with_progress, speed_text
-from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
+from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 from robustbench_cgn.training_run import (
     TrainingLog,
     checkpoint_files,
@@ -193,8 +193,9 @@ def test_window_without_extra_fields(tmp_path):
 def test_comma_floats():
     assert comma_floats(None, None, None) is None
     assert comma_floats(None, None, "1,2.5, -3") == (1.0, 2.5, -3.0)
-    with pytest.raises(click.BadParameter, match="comma-separated"):
-        comma_floats(None, None, "1,x")
+    option = types.SimpleNamespace(name="style_weights")
+    with pytest.raises(ConfigError, match=r"^--style-weights: expected comma-separated numbers"):
+        comma_floats(None, option, "1,x")
 
 
 class FakeTrainer:

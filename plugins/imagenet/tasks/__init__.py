@@ -32,6 +32,8 @@ IMAGENET_TASK = Task(
     input_shape=(3, 224, 224),
     family="imagenet",
     description="ImageNet-1k classification (1000 classes, timm / torchvision class order)",
+    value_range=(0.0, 1.0),  # float images in [0, 1]; each classifier normalises its own way
+    exact_size=False,  # sized by the classifier's input config
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

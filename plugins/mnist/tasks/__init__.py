@@ -19,6 +19,7 @@ TASKS = {
         (3, 32, 32),
         "mnist",
         "Colored MNIST: stroke colour tied to the class in training",
+        value_range=(-1.0, 1.0),
     ),
     "double-colored": Task(
         "double-colored-mnist",
@@ -26,6 +27,7 @@ TASKS = {
         (3, 32, 32),
         "mnist",
         "Double-colored MNIST: stroke and background colours tied",
+        value_range=(-1.0, 1.0),
     ),
     "wildlife": Task(
         "wildlife-mnist",
@@ -33,6 +35,7 @@ TASKS = {
         (3, 32, 32),
         "mnist",
         "Wildlife MNIST: object and background textures tied",
+        value_range=(-1.0, 1.0),
     ),
 }
 VARIANT_OF_TASK = {task.name: variant for variant, task in TASKS.items()}
