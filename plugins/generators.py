@@ -22,6 +22,15 @@ def register_generators(registry) -> None:
 
 
 @hookimpl
+def register_tasks(registry) -> None:
+    from .imagenet.tasks import IMAGENET_TASK
+    from .mnist.tasks import TASKS
+
+    for task in (*TASKS.values(), IMAGENET_TASK):
+        registry.add(task)
+
+
+@hookimpl
 def register_commands(cli) -> None:
     from .imagenet.import_decisions import import_decisions_command
     from .imagenet_cgn.commands import (

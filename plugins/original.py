@@ -1,35 +1,36 @@
-"""The ``original`` generator: a task's own training data, unchanged."""
+"""The ``original`` generator: a task's own training split, unchanged, for every registered
+task that declares one (``Task.splits`` with ``"train"``)."""
 
 from __future__ import annotations
 
 from robustbench_cgn import Generator, RunContext, Task, TrainingSet
-
-from .mnist.tasks import MNIST_TASK_NAMES, as_dataset, mnist_for, variant_split
+from robustbench_cgn.errors import IncompatibleError
 
 
 class OriginalGenerator(Generator):
-    """The training split of the benchmark's dataset (the paper's "Original" row)."""
+    """The training split of the benchmark's task (the paper's "Original" row)."""
 
     name = "original"
     description = "the task's original training data (Table 3 'Original')"
     version = "0.1.0"
-    tasks = MNIST_TASK_NAMES
+    tasks = ("any task with a train split",)
+
+    @classmethod
+    def supports(cls, task: Task) -> bool:
+        return "train" in task.splits and task.loader is not None
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
-        return {"source": mnist_for(ctx).source}
+        return task.identity(ctx)
 
     def sample_with_masks(self, task: Task, ctx: RunContext, n: int):
         """The first ``n`` training images with their binarised digit masks (the reference
-        point of mask statistics: real shapes are perfectly binary)."""
+        point of mask statistics: real shapes are perfectly binary). MNIST tasks only."""
+        from .mnist.tasks import VARIANT_OF_TASK, variant_split
+
+        if task.name not in VARIANT_OF_TASK:
+            raise IncompatibleError(f"original: task {task.name!r} has no digit masks")
         data = variant_split(task, "train", ctx, seed=ctx.seed)
         return data.images[:n], data.labels[:n], data.masks[:n].float()
 
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet:
-        data = variant_split(task, "train", ctx, seed=ctx.seed)
-        provenance = {
-            key: data.meta[key]
-            for key in ("variant", "split", "seed", "n", "mnist_source", "mnist_range")
-        }
-        return TrainingSet(
-            as_dataset(data), task.num_classes, {"source": data.meta["mnist_source"], **provenance}
-        )
+        return task.load("train", ctx, seed=ctx.seed)

@@ -28,6 +28,7 @@ from .errors import (
 from .evaluation import Predictions, accuracy, predict_dataset
 from .hookspecs import hookimpl
 from .registry import WeightsSpec
+from .tasks import get_task
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,7 @@ __all__ = [
     "WeightsSpec",
     "accuracy",
     "concat_training_sets",
+    "get_task",
     "hookimpl",
     "predict_dataset",
 ]

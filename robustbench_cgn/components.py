@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch.utils.data import ConcatDataset, Dataset
+
+from .errors import IncompatibleError
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -45,6 +47,12 @@ class Task:
     ``exact_size=False``: only the channel count is fixed), ``uint8`` 0..255 or ``float32`` in
     ``value_range`` (``None``: any finite floats); labels are integers in ``0..num_classes-1``
     (or an integer tensor of one per head).
+
+    A task may also name its classes and declare data ``splits`` with a ``loader``
+    ``(split, ctx, seed) -> TrainingSet`` (what ``original`` trains on and what other plugins
+    read through :meth:`load`) and a ``data_identity`` ``ctx -> dict`` (which data the loader
+    will use: part of the identity of runs trained on it). Tasks are registered by their domain
+    (``register_tasks``) and found by name with :func:`robustbench_cgn.get_task`.
     """
 
     name: str
@@ -54,6 +62,28 @@ class Task:
     description: str = ""
     value_range: tuple[float, float] | None = None
     exact_size: bool = True
+    classes: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    loader: Callable[[str, RunContext, int], TrainingSet] | None = field(
+        default=None, compare=False, repr=False
+    )
+    data_identity: Callable[[RunContext], dict[str, Any]] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def load(self, split: str, ctx: RunContext, seed: int = 0) -> TrainingSet:
+        """The ``split`` of this task's own data, as ``(image, label)`` pairs that keep the
+        task's image contract, with provenance."""
+        if split not in self.splits or self.loader is None:
+            have = ", ".join(self.splits) or "none"
+            raise IncompatibleError(
+                f"task {self.name!r} has no {split!r} split to load (its splits: {have})"
+            )
+        return self.loader(split, ctx, seed)
+
+    def identity(self, ctx: RunContext) -> dict[str, Any]:
+        """Which data :meth:`load` will use in ``ctx`` (e.g. full MNIST or the fallback)."""
+        return dict(self.data_identity(ctx)) if self.data_identity is not None else {}
 
 
 @dataclass(frozen=True)

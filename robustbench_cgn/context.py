@@ -46,6 +46,7 @@ class RunContext:
     checkpoint_dir: Path | None = None  # default: <workdir>/checkpoints
     source_generator: Any = None  # the run's Generator (set by the runner; quality benchmarks)
     task: Any = None  # the benchmark's Task (set by the runner; logits are checked against it)
+    tasks: Any = None  # the registered tasks (set by the runner; see robustbench_cgn.get_task)
     distributed: Distributed = field(default_factory=current)
 
     @property

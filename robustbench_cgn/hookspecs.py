@@ -44,6 +44,13 @@ def register_benchmarks(registry) -> None:
 
 
 @hookspec
+def register_tasks(registry) -> None:
+    """Add tasks (:class:`~robustbench_cgn.components.Task`): name, classes, image contract,
+    splits and their loader. Benchmarks pose them; ``original`` serves every task with a
+    ``train`` split; other plugins read them with :func:`robustbench_cgn.get_task`."""
+
+
+@hookspec
 def register_weights(registry) -> None:
     """Add named weights (:class:`~robustbench_cgn.registry.WeightsSpec`, e.g. ``cgn.c-mnist``)."""
 

@@ -41,6 +41,7 @@ REGISTRY_HOOKS = {
     "register_classifiers": "classifiers",
     "register_benchmarks": "benchmarks",
     "register_weights": "weights",
+    "register_tasks": "tasks",
 }
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .components import Benchmark, Classifier, Component, Generator
+from .components import Benchmark, Classifier, Component, Generator, Task
 from .errors import UnknownNameError
 
 C = TypeVar("C", bound=Component)
@@ -156,35 +156,43 @@ class WeightsEntry:
     plugin: str
 
 
-class WeightsRegistry:
-    """Named weights of every component, listable with wildcards."""
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    task: Task
+    plugin: str
 
-    kind = "weights"
+    @property
+    def description(self) -> str:
+        return self.task.description
+
+
+class _NamedItems:
+    """Plain named items (not component classes) registered by plugins, with wildcards."""
+
+    kind = "item"
 
     def __init__(self) -> None:
-        self._entries: dict[str, WeightsEntry] = {}
+        self._entries: dict[str, Any] = {}
 
-    def add(self, spec: WeightsSpec, *, plugin: str = "<direct>") -> WeightsSpec:
-        if "." not in spec.name:
-            raise RegistrationError(f"weights name {spec.name!r} must look like component.tag")
-        existing = self._entries.get(spec.name)
+    def _add(self, name: str, entry: Any, plugin: str) -> None:
+        existing = self._entries.get(name)
         if existing is not None:
             raise RegistrationError(
-                f"weights {spec.name!r} from plugin {plugin!r} clashes with the ones "
+                f"{self.kind} {name!r} from plugin {plugin!r} clashes with the one "
                 f"registered by plugin {existing.plugin!r}"
             )
-        self._entries[spec.name] = WeightsEntry(spec.name, spec, plugin)
-        return spec
+        self._entries[name] = entry
 
-    def get(self, name: str) -> WeightsEntry:
+    def get(self, name: str) -> Any:
         try:
             return self._entries[name]
         except KeyError:
             names = sorted(self._entries)
             close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-            raise UnknownNameError("weights", name, close, names) from None
+            raise UnknownNameError(self.kind, name, close, names) from None
 
-    def list(self, pattern: str = "*") -> list[WeightsEntry]:
+    def list(self, pattern: str = "*") -> list[Any]:
         return [self._entries[n] for n in sorted(self._entries) if fnmatch.fnmatchcase(n, pattern)]
 
     def names(self, pattern: str = "*") -> list[str]:
@@ -192,6 +200,9 @@ class WeightsRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.list())
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -201,13 +212,40 @@ class WeightsRegistry:
             del self._entries[name]
 
 
+class WeightsRegistry(_NamedItems):
+    """Named weights of every component, listable with wildcards."""
+
+    kind = "weights"
+
+    def add(self, spec: WeightsSpec, *, plugin: str = "<direct>") -> WeightsSpec:
+        if "." not in spec.name:
+            raise RegistrationError(f"weights name {spec.name!r} must look like component.tag")
+        self._add(spec.name, WeightsEntry(spec.name, spec, plugin), plugin)
+        return spec
+
+
+class TaskRegistry(_NamedItems):
+    """The tasks the domains declare (``register_tasks``): what benchmarks pose, with their
+    classes, image contract, splits and loaders (:class:`~robustbench_cgn.components.Task`)."""
+
+    kind = "task"
+
+    def add(self, task: Task, *, plugin: str = "<direct>") -> Task:
+        if not isinstance(task, Task):
+            raise RegistrationError(f"task registry accepts Task objects, got {task!r}")
+        if not task.name or any(c.isspace() for c in task.name):
+            raise RegistrationError(f"task {task!r} needs a non-empty name without spaces")
+        self._add(task.name, TaskEntry(task.name, task, plugin), plugin)
+        return task
+
+
 class PluginRegistryView:
     """What a plugin's hook receives: ``registry.add(...)`` records the plugin's name.
 
     It forwards to the real registry so that every entry knows which plugin provided it.
     """
 
-    def __init__(self, registry: Registry[Any] | WeightsRegistry, plugin: str):
+    def __init__(self, registry: Any, plugin: str):
         self._registry = registry
         self._plugin = plugin
 
@@ -232,8 +270,9 @@ class Registries:
         default_factory=lambda: Registry("benchmark", Benchmark)
     )
     weights: WeightsRegistry = field(default_factory=WeightsRegistry)
+    tasks: TaskRegistry = field(default_factory=TaskRegistry)
 
-    def by_kind(self, kind: str) -> Registry[Any] | WeightsRegistry:
+    def by_kind(self, kind: str) -> Registry[Any] | WeightsRegistry | TaskRegistry:
         mapping = {
             "generator": self.generators,
             "generators": self.generators,
@@ -242,5 +281,7 @@ class Registries:
             "benchmark": self.benchmarks,
             "benchmarks": self.benchmarks,
             "weights": self.weights,
+            "task": self.tasks,
+            "tasks": self.tasks,
         }
         return mapping[kind]

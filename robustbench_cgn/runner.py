@@ -187,6 +187,7 @@ class Runner:
             progress=self.progress,
             distributed=self.distributed,
             task=task,
+            tasks=self.plugins.registries.tasks,
         )
         generator_identity = generator.identity(task, context)
         if request.mix == "original+generated":

@@ -21,6 +21,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN_DIR = REPO_ROOT / "examples" / "cgnbench-toy-plugin"
+ROTATED_PLUGIN_DIR = REPO_ROOT / "examples" / "cgnbench-rotated-plugin"
 # The example third-party plugin is importable as a fixture plugin in every test.
 sys.path.insert(0, str(EXAMPLE_PLUGIN_DIR))
 
@@ -187,3 +188,21 @@ def run_cli(*args: str, check: bool = True, timeout: float = 300) -> subprocess.
             f"cgnbench {command} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+def pip_install_example(source_dir: Path, tmp_path_factory) -> Path:
+    """pip-install an example plugin into a private folder (no network, no build isolation);
+    returns the folder to put on ``PYTHONPATH``. Builds from a copy: the repository stays clean."""
+    import shutil
+
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    source = build / "source"
+    shutil.copytree(source_dir, source, ignore=shutil.ignore_patterns("*.egg-info", "build"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), str(source)],
+        check=True, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TMPDIR": str(build)},
+    )  # fmt: skip
+    return target

@@ -1,45 +1,14 @@
 """The example third-party plugin, really installed: discovered through its entry point."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import EXAMPLE_PLUGIN_DIR, run_cli
+from conftest import EXAMPLE_PLUGIN_DIR, pip_install_example, run_cli
 
 
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory):
-    """pip-install the example into a private folder (no network, no build isolation)."""
-    target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
-    source = build / "source"  # a copy: building must not leave files in the repository
-    shutil.copytree(
-        EXAMPLE_PLUGIN_DIR, source, ignore=shutil.ignore_patterns("*.egg-info", "build")
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TMPDIR": str(build)},
-    )
-    return target
+    return pip_install_example(EXAMPLE_PLUGIN_DIR, tmp_path_factory)
 
 
 def test_installed_plugin_is_found_through_entry_point(installed_plugin, monkeypatch, tmp_path):

@@ -1,9 +1,20 @@
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
+import torch
+from torch.utils.data import TensorDataset
 
-from robustbench_cgn import Generator, UnknownNameError
-from robustbench_cgn.registry import RegistrationError, Registry, WeightsRegistry, WeightsSpec
+from robustbench_cgn import Generator, Task, TrainingSet, UnknownNameError, get_task
+from robustbench_cgn.errors import IncompatibleError
+from robustbench_cgn.registry import (
+    RegistrationError,
+    Registry,
+    TaskRegistry,
+    WeightsRegistry,
+    WeightsSpec,
+)
+from robustbench_cgn_plugins.original import OriginalGenerator
 
 
 def make_generator(gen_name: str) -> type[Generator]:
@@ -82,3 +93,30 @@ def test_weights_registry_names_and_tags():
         weights.add(WeightsSpec("nodot", source="x"), plugin="p")
     with pytest.raises(UnknownNameError, match="cgn.c-mnist"):
         weights.get("cgn.c-mnst")
+
+
+def test_task_registry_and_the_public_task_api(tmp_path):
+    def loader(split, ctx, seed):
+        return TrainingSet(TensorDataset(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1])), 2,
+                           {"split": split, "seed": seed})  # fmt: skip
+
+    with_data = Task("tiny", 2, (1, 4, 4), splits=("train",), loader=loader,
+                     data_identity=lambda ctx: {"source": "zeros"})  # fmt: skip
+    tasks = TaskRegistry()
+    tasks.add(with_data, plugin="p")
+    assert tasks.names("t*") == ["tiny"] and tasks.get("tiny").task is with_data
+    with pytest.raises(RegistrationError, match="clashes"):
+        tasks.add(Task("tiny", 3, (1, 4, 4)), plugin="q")
+    with pytest.raises(RegistrationError, match="Task objects"):
+        tasks.add("tiny", plugin="q")  # type: ignore[arg-type]
+    with pytest.raises(UnknownNameError, match="did you mean 'tiny'"):
+        tasks.get("tinny")
+    assert with_data.load("train", None, seed=3).provenance == {"split": "train", "seed": 3}
+    assert with_data.identity(None) == {"source": "zeros"}
+    with pytest.raises(IncompatibleError, match="task 'tiny' has no 'test' split .*: train"):
+        with_data.load("test", None)
+    # inside a run, get_task reads the run's registry; outside, the installed plugins'
+    assert get_task("tiny", SimpleNamespace(tasks=tasks)) is with_data
+    assert get_task("colored-mnist").splits == ("train", "test")
+    assert OriginalGenerator.supports(with_data)
+    assert not OriginalGenerator.supports(get_task("imagenet"))  # no train split offline

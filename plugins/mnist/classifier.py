@@ -16,7 +16,7 @@ from robustbench_cgn.device import autocast
 from robustbench_cgn.figures import save_training_curves
 
 from .cnn import CNN, CNNLogits
-from .tasks import MNIST_TASK_NAMES, uint8_to_model_input
+from .tasks import uint8_to_model_input
 
 CHECKPOINT = "mnist-cnn"
 
@@ -38,7 +38,11 @@ class MnistCNN(Classifier):
     name = "mnist-cnn"
     description = "the CGN paper's MNIST CNN (67,760 params), Adadelta, 10 epochs"
     version = "0.1.0"
-    tasks = MNIST_TASK_NAMES
+    tasks = ("any task of 3x32x32 images",)
+
+    @classmethod
+    def supports(cls, task: Task) -> bool:
+        return tuple(task.input_shape) == (3, 32, 32)  # the MNIST variants and derived tasks
 
     @dataclass(frozen=True)
     class Config:

@@ -11,7 +11,7 @@ from rich.text import Text
 from .app import App
 from .group import cli
 
-KINDS = ("generators", "classifiers", "benchmarks", "weights")
+KINDS = ("tasks", "generators", "classifiers", "benchmarks", "weights")
 
 
 def _defaults_text(defaults: dict) -> str:
@@ -32,9 +32,9 @@ def _defaults_text(defaults: dict) -> str:
 )
 @click.pass_obj
 def list_command(app: App, kind_or_pattern: str | None, pattern: str | None, fmt: str) -> None:
-    """List registered components: all KINDs (generators, classifiers, benchmarks, weights) or
-    one, optionally filtered by a wildcard PATTERN (e.g. `cgnbench list 'cgn*'`, `cgnbench list
-    benchmarks 'gradcam*'`). Names are never cut."""
+    """List registered components: all KINDs (tasks, generators, classifiers, benchmarks,
+    weights) or one, optionally filtered by a wildcard PATTERN (e.g. `cgnbench list 'cgn*'`,
+    `cgnbench list benchmarks 'gradcam*'`). Names are never cut."""
     kind = kind_or_pattern if kind_or_pattern in KINDS else None
     if kind is None and kind_or_pattern is not None:
         if pattern is not None:
@@ -54,14 +54,15 @@ def list_command(app: App, kind_or_pattern: str | None, pattern: str | None, fmt
                 click.echo(f"{current}\t{entry['name']}\t{entry['description']}")
         return
     for current, entries in listed.items():
-        if kind is None and not entries and (current == "weights" or pattern != "*"):
+        if kind is None and not entries and (current in ("weights", "tasks") or pattern != "*"):
             continue  # all kinds asked: show only those with entries
         table = Table(title=f"{current} ({len(entries)})", title_justify="left")
         longest = max((len(entry["name"]) for entry in entries), default=4)
         table.add_column("name", no_wrap=True, min_width=longest)
-        columns = ("description", "tags", "plugin") if current == "weights" else (
-            "description", "version", "plugin", "defaults"
-        )
+        columns = {
+            "weights": ("description", "tags", "plugin"),
+            "tasks": ("description", "classes", "input", "splits", "plugin"),
+        }.get(current, ("description", "version", "plugin", "defaults"))
         for column in columns:  # names (entries and plugins) are never cut or wrapped
             table.add_column(column, overflow="fold", no_wrap=column == "plugin")
         for entry in entries:
@@ -81,6 +82,23 @@ def _entries(app: App, kind: str, pattern: str) -> list[dict]:
     """One dict per registered entry of ``kind`` matching ``pattern`` (what every format shows)."""
     rows = []
     for entry in app.plugins.registries.by_kind(kind).list(pattern):
+        if kind == "tasks":
+            task = entry.task
+            shape = "x".join(str(d) for d in task.input_shape)
+            if not task.exact_size:
+                shape = f"{task.input_shape[0]}xHxW"
+            value = f"uint8, or float in {list(task.value_range)}" if task.value_range else "any"
+            rows.append(
+                {
+                    "name": entry.name,
+                    "description": task.description,
+                    "classes": task.num_classes,
+                    "input": f"{shape} ({value})",
+                    "splits": list(task.splits),
+                    "plugin": entry.plugin,
+                }
+            )
+            continue
         if kind == "weights":
             rows.append(
                 {

@@ -8,36 +8,38 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
-from robustbench_cgn import RunContext, Task
+from robustbench_cgn import RunContext, Task, TrainingSet
 from robustbench_cgn_plugins.mnist.tasks.source import MnistArrays, resolve_mnist
 from robustbench_cgn_plugins.mnist.tasks.variants import VariantData, build_variant, to_float
 
-TASKS = {
-    "colored": Task(
-        "colored-mnist",
-        10,
-        (3, 32, 32),
-        "mnist",
-        "Colored MNIST: stroke colour tied to the class in training",
-        value_range=(-1.0, 1.0),
-    ),
-    "double-colored": Task(
+DIGITS = tuple(str(d) for d in range(10))
+_DESCRIPTIONS = {
+    "colored": ("colored-mnist", "Colored MNIST: stroke colour tied to the class in training"),
+    "double-colored": (
         "double-colored-mnist",
-        10,
-        (3, 32, 32),
-        "mnist",
         "Double-colored MNIST: stroke and background colours tied",
-        value_range=(-1.0, 1.0),
     ),
-    "wildlife": Task(
-        "wildlife-mnist",
+    "wildlife": ("wildlife-mnist", "Wildlife MNIST: object and background textures tied"),
+}
+
+
+def _task(variant: str) -> Task:
+    name, description = _DESCRIPTIONS[variant]
+    return Task(
+        name,
         10,
         (3, 32, 32),
         "mnist",
-        "Wildlife MNIST: object and background textures tied",
-        value_range=(-1.0, 1.0),
-    ),
-}
+        description,
+        value_range=(-1.0, 1.0),  # uint8 storage; float inputs are x / 127.5 - 1
+        classes=DIGITS,
+        splits=("train", "test"),
+        loader=lambda split, ctx, seed: load_split(variant, split, ctx, seed),
+        data_identity=lambda ctx: {"source": mnist_for(ctx).source},
+    )
+
+
+TASKS = {variant: _task(variant) for variant in _DESCRIPTIONS}
 VARIANT_OF_TASK = {task.name: variant for variant, task in TASKS.items()}
 MNIST_TASK_NAMES = tuple(VARIANT_OF_TASK)
 
@@ -80,3 +82,16 @@ def as_dataset(data: VariantData) -> TensorDataset:
 def uint8_to_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 storage -> float32 in [-1, 1] (:func:`to_float`); float input is passed through."""
     return to_float(images) if images.dtype == torch.uint8 else images
+
+
+def load_split(variant: str, split: str, ctx: RunContext, seed: int) -> TrainingSet:
+    """A variant's split as a training set (uint8 images [3, 32, 32], int64 labels)."""
+    task = TASKS[variant]
+    data = variant_split(task, split, ctx, seed=seed)
+    provenance = {
+        key: data.meta[key]
+        for key in ("variant", "split", "seed", "n", "mnist_source", "mnist_range")
+    }
+    return TrainingSet(
+        as_dataset(data), task.num_classes, {"source": data.meta["mnist_source"], **provenance}
+    )
