@@ -265,6 +265,13 @@ class _WarningView(PluginRegistryView):
             self._system._problem(self._plugin, str(exc), exc)
             return item
 
+    def add_preset(self, family: Any, name: str, **attributes: Any) -> Any:
+        try:
+            return super().add_preset(family, name, **attributes)
+        except RegistrationError as exc:
+            self._system._problem(self._plugin, str(exc), exc)
+            return family
+
 
 def _module_name(plugin: Any) -> str:
     return getattr(plugin, "__name__", type(plugin).__name__)

@@ -74,6 +74,38 @@ class Registry(Generic[C]):
         self._entries[name] = Entry(name=name, cls=cls, plugin=plugin)
         return cls
 
+    def add_preset(
+        self,
+        family: type[C],
+        name: str,
+        *,
+        plugin: str = "<direct>",
+        description: str | None = None,
+        **attributes: Any,
+    ) -> type[C]:
+        """Register ``name`` as a preset of the component class ``family``: the same class
+        with the given class attributes (e.g. ``task=...``, ``datasets=...``) instead of a
+        subclass written only to name a variant (``c-mnist``, ``dc-mnist``, ``w-mnist`` are
+        presets of one benchmark family)."""
+        if not (isinstance(family, type) and issubclass(family, self.base)):
+            raise RegistrationError(f"preset {name!r}: {family!r} is not a {self.base.__name__}")
+        declared = {n for k in family.__mro__ for n in getattr(k, "__annotations__", {})}
+        unknown = sorted(a for a in attributes if not hasattr(family, a) and a not in declared)
+        if unknown:
+            raise RegistrationError(
+                f"preset {name!r} sets {', '.join(unknown)}, which {family.__name__} does not have"
+            )
+        namespace = {
+            "__module__": family.__module__,
+            "__qualname__": f"{family.__qualname__}[{name}]",
+            "__doc__": family.__doc__,
+            "name": name,
+            "description": description if description is not None else family.description,
+            "preset_of": family.__name__,
+            **attributes,
+        }
+        return self.add(type(f"{family.__name__}[{name}]", (family,), namespace), plugin=plugin)
+
     def get(self, name: str) -> Entry[C]:
         """The entry of ``name``; ``base:<value>`` resolves to ``base`` when that component
         declares a ``name_argument`` (the config field the value sets)."""
@@ -251,6 +283,9 @@ class PluginRegistryView:
 
     def add(self, item: Any) -> Any:
         return self._registry.add(item, plugin=self._plugin)
+
+    def add_preset(self, family: Any, name: str, **attributes: Any) -> Any:
+        return self._registry.add_preset(family, name, plugin=self._plugin, **attributes)
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._registry, attr)

@@ -120,3 +120,23 @@ def test_task_registry_and_the_public_task_api(tmp_path):
     assert get_task("colored-mnist").splits == ("train", "test")
     assert OriginalGenerator.supports(with_data)
     assert not OriginalGenerator.supports(get_task("imagenet"))  # no train split offline
+
+
+def test_presets_register_named_variants_of_one_family(registry):
+    class Family(Generator):
+        description = "a family"
+        level = 0
+
+        def generate(self, task, ctx):  # pragma: no cover - not run
+            return None
+
+    low = registry.add_preset(Family, "fam-low", plugin="p", level=1)
+    high = registry.add_preset(Family, "fam-high", plugin="p", level=2, description="high")
+    assert registry.names("fam-*") == ["fam-high", "fam-low"]
+    assert issubclass(low, Family) and (low.level, high.level) == (1, 2)
+    assert registry.get("fam-high").description == "high" and low.description == "a family"
+    assert low.preset_of == "Family" and registry.get("fam-low").plugin == "p"
+    with pytest.raises(RegistrationError, match="sets colour, which Family does not have"):
+        registry.add_preset(Family, "fam-bad", plugin="p", colour="red")
+    with pytest.raises(RegistrationError, match="clashes"):
+        registry.add_preset(Family, "fam-low", plugin="q", level=3)

@@ -33,7 +33,7 @@ from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for, variant_split
 from robustbench_cgn_plugins.mnist.tasks.mask_collapse import collapse_from_masks
 from robustbench_cgn_plugins.mnist.tasks.shape_oracle import cached_shape_oracle
 
-from .mnist_ood import MNIST_DATASET, WildlifeMNIST
+from .mnist_ood import MNIST_DATASET, WILDLIFE_DATASETS
 
 PROTOCOL = "generator-quality: n samples of the generator, masks binarised at 0.5 for agreement"
 FID_PROTOCOL = "FID (torchmetrics, torch-fidelity InceptionV3 pool3) vs n real training images"
@@ -131,23 +131,19 @@ class MnistGeneratorQuality(Benchmark):
                 )
 
 
-class ColoredMnistQuality(MnistGeneratorQuality):
-    name = "gen-quality-c-mnist"
-    description = "generator quality (masks, shape agreement) on Colored MNIST"
-    task = TASKS["colored"]
-
-
-class DoubleColoredMnistQuality(MnistGeneratorQuality):
-    name = "gen-quality-dc-mnist"
-    description = "generator quality (masks, shape agreement) on Double-colored MNIST"
-    task = TASKS["double-colored"]
-
-
-class WildlifeMnistQuality(MnistGeneratorQuality):
-    name = "gen-quality-w-mnist"
-    description = "generator quality (masks, shape agreement) on Wildlife MNIST"
-    task = TASKS["wildlife"]
-    datasets = WildlifeMNIST.datasets
-
-
-QUALITY_BENCHMARKS = (ColoredMnistQuality, DoubleColoredMnistQuality, WildlifeMnistQuality)
+#: name -> class attributes of each registered preset of :class:`MnistGeneratorQuality`
+QUALITY_PRESETS = {
+    "gen-quality-c-mnist": {
+        "task": TASKS["colored"],
+        "description": "generator quality (masks, shape agreement) on Colored MNIST",
+    },
+    "gen-quality-dc-mnist": {
+        "task": TASKS["double-colored"],
+        "description": "generator quality (masks, shape agreement) on Double-colored MNIST",
+    },
+    "gen-quality-w-mnist": {
+        "task": TASKS["wildlife"],
+        "description": "generator quality (masks, shape agreement) on Wildlife MNIST",
+        "datasets": WILDLIFE_DATASETS,
+    },
+}

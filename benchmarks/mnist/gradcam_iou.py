@@ -31,7 +31,7 @@ from robustbench_cgn.explain import batched_cams, mask_iou
 from robustbench_cgn.figures import save_cam_overlays, save_tsne, to_unit, tsne_embedding
 from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for, variant_split
 
-from .mnist_ood import MNIST_DATASET, WildlifeMNIST
+from .mnist_ood import MNIST_DATASET, WILDLIFE_DATASETS
 
 
 def protocol(config) -> str:
@@ -164,23 +164,19 @@ def _summary(name: str, values: torch.Tensor, proto: str, key: str) -> MetricRes
     )
 
 
-class ColoredMnistGradCam(MnistGradCamIoU):
-    name = "gradcam-iou-c-mnist"
-    description = "GradCAM-vs-digit-mask IoU on the Colored MNIST OOD test split"
-    task = TASKS["colored"]
-
-
-class DoubleColoredMnistGradCam(MnistGradCamIoU):
-    name = "gradcam-iou-dc-mnist"
-    description = "GradCAM-vs-digit-mask IoU on the Double-colored MNIST OOD test split"
-    task = TASKS["double-colored"]
-
-
-class WildlifeMnistGradCam(MnistGradCamIoU):
-    name = "gradcam-iou-w-mnist"
-    description = "GradCAM-vs-digit-mask IoU on the Wildlife MNIST OOD test split"
-    task = TASKS["wildlife"]
-    datasets = WildlifeMNIST.datasets
-
-
-GRADCAM_BENCHMARKS = (ColoredMnistGradCam, DoubleColoredMnistGradCam, WildlifeMnistGradCam)
+#: name -> class attributes of each registered preset of :class:`MnistGradCamIoU`
+GRADCAM_PRESETS = {
+    "gradcam-iou-c-mnist": {
+        "task": TASKS["colored"],
+        "description": "GradCAM-vs-digit-mask IoU on the Colored MNIST OOD test split",
+    },
+    "gradcam-iou-dc-mnist": {
+        "task": TASKS["double-colored"],
+        "description": "GradCAM-vs-digit-mask IoU on the Double-colored MNIST OOD test split",
+    },
+    "gradcam-iou-w-mnist": {
+        "task": TASKS["wildlife"],
+        "description": "GradCAM-vs-digit-mask IoU on the Wildlife MNIST OOD test split",
+        "datasets": WILDLIFE_DATASETS,
+    },
+}
