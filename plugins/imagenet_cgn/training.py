@@ -1,55 +1,7 @@
-"""Resumable training of the ImageNet CGN (cgn-reference.md section 5).
+"""ImageNet CGN training: the trainer, its losses and checkpoints.
 
-Per iteration: draw classes ``y`` and truncated noise ``u``; run the composer
-(:class:`~.cgn_model.ImageNetCGN`, one class for all three mechanisms); sum the enabled losses
-(:class:`~.losses.CGNLoss`); backpropagate. Every ``accumulation`` iterations each mechanism's
-Adam (betas 0.9, 0.999) takes a step and the gradients are cleared: one *episode*. As in the
-reference the accumulated gradient is the **sum** over the iterations (not the mean); Adam is
-invariant to that scale up to its epsilon.
-
-Presets (:data:`PRESETS`; any field can still be overridden):
-
-* ``faithful``: the reference's effective defaults (``imagenet/train_cgn.py`` argparse defaults,
-  which override its ``config.py``): batch 1 x accumulation 4000 x 300 episodes (1.2 M
-  iterations), lr 8e-6 shape / 3e-5 texture / 1e-5 background, perceptual weights [4, 4, 4, 4],
-  texture weights [0, 5, 5, 0], L1 100, binary 300, mask 500, background 2000, truncation 1.0,
-  U2-Net fed the raw [-1, 1] images with ``align_corners=True``, VGG in the reference's input
-  quirk (``vgg_mode="faithful"``).
-* ``paper``: the same except where the paper states other values: texture lr 1e-5 and
-  perceptual weights 5. The paper gives no other schedule, so batch/accumulation/episodes are
-  the reference's. (The reference's ``config.py`` also carries batch 256 x accumulation 8 x 50
-  episodes, but its command line always overrides them; they are not used here.)
-
-Differences from the reference, all deliberate: classes are drawn per image (the reference
-draws one class per batch; identical at batch 1); noise, classes and the patch-grid draws come
-from one seeded CPU ``torch.Generator`` (the reference: numpy/scipy and torch's global RNG);
-``x_gt`` runs without autograd; the VGG16 is the project's offline Caffe file unless the
-torchvision one is given (results are labelled by its sha256).
-
-Determinism and resume. Everything random comes from that generator, whose state is in every
-checkpoint together with the three mechanisms (spectral-norm vectors included), the three Adam
-states, the iteration counter and, when a checkpoint falls inside an accumulation window, the
-gradients accumulated so far. So ``N`` iterations straight and ``k`` + resume + ``N - k`` give
-bitwise-identical weights on CPU with the same thread count (on CUDA up to kernel
-non-determinism). The frozen BigGAN and U2-Net are not saved (they are the input files, or the
-seeded random init); their sha256 are recorded and checked on resume, as is the configuration.
-
-Checkpoints: ``out/checkpoints/ckpt_<iteration>.pt`` every ``checkpoint_every`` iterations and at
-the end, written to a temporary file and renamed (atomic), readable with
-``torch.load(weights_only=True)`` (tensors and plain data only); the newest
-``keep_checkpoints`` are kept (at 256 px one is ~2.7 GB: three 56 M-parameter generators, two
-Adam moments, pending gradients). ``out/train_log.jsonl``: loss means every ``log_every``
-iterations; ``out/samples/sheet_<iteration>.png``: one row per sample class (premask, mask,
-foreground, background, composite, x_gt) from a fixed noise vector, in eval mode, as the
-reference's ``save_sample_sheet``. :func:`export_cgn_weights` writes ``cgn_imagenet.pth`` (the
-three mechanisms and the U2-Net, this package's key layout) + a JSON sidecar that
-:func:`~.weights.load_cgn_weights` reads.
-
-Devices: CPU (fp32) and CUDA with ``precision="bf16"`` (``robustbench_cgn.device.autocast``:
-generators, U2-Net and VGG run in bf16, the losses are reduced in fp32, weights and Adam stay
-fp32). Offline: the BigGAN-deep (``pytorch_model.bin``), U2-Net (``u2net.pth``) and VGG16 files
-must be local; a missing one is a one-line error naming them all. ``weights="random"`` (CLI
-``--random-weights``) uses seeded random networks instead, for tests and smoke runs.
+The design notes (reference behaviour, quirks kept or fixed, measurements) are in
+``docs/imagenet-cgn-training.md``.
 """
 
 from __future__ import annotations
