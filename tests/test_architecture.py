@@ -22,14 +22,6 @@ PACKAGES = {  # import name -> folder
 # The ImageNet CGN is part of the ImageNet world.
 DOMAIN_OF_PACKAGE = {"mnist": "mnist", "imagenet": "imagenet", "imagenet_cgn": "imagenet"}
 COMPOSITION = {"generators", "classifiers", "original", "pretrained"}
-# Plugin commands still declared with click (issue 18 item 6: a click-free command API); a new
-# module importing click outside the CLI fails the test.
-CLICK_STILL_IN = {
-    "robustbench_cgn_plugins.imagenet.import_decisions",
-    "robustbench_cgn_plugins.imagenet_cgn.commands",
-    "robustbench_cgn_plugins.mnist.ablation_command",
-    "robustbench_cgn_plugins.mnist.train_command",
-}
 
 
 def _modules(root: Path):
@@ -84,7 +76,7 @@ def violations(root: Path) -> list[str]:
         for target in sorted(imported):
             t_layer, t_domain = _layer(target)
             top = target.split(".")[0]
-            if top == "click" and layer != "cli" and module not in CLICK_STILL_IN:
+            if top == "click" and layer != "cli":
                 found.append(f"{where}: imports click (only the CLI may)")
             if t_layer == "other":
                 continue

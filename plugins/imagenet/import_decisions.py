@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import click
-
+from robustbench_cgn.commands import Choice, PathType, argument, command, option, pass_app
 from robustbench_cgn.components import MetricResult
 from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.errors import CGNBenchError
@@ -28,17 +27,17 @@ SUPPORTED_BENCHMARKS = ("cue-conflict",)
 PROTOCOL = "cue-conflict: imported decisions (model-vs-human raw data), shape/(shape+texture)"
 
 
-@click.command("import-decisions")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--label", required=True, help="Leaderboard name, e.g. humans or resnet50-mvh.")
-@click.option(
+@command("import-decisions")
+@argument("files", nargs=-1, required=True, type=PathType(exists=True, dir_okay=False))
+@option("--label", required=True, help="Leaderboard name, e.g. humans or resnet50-mvh.")
+@option(
     "-b",
     "--benchmark",
-    type=click.Choice(SUPPORTED_BENCHMARKS),
+    type=Choice(SUPPORTED_BENCHMARKS),
     default="cue-conflict",
     show_default=True,
 )
-@click.pass_obj
+@pass_app
 def import_decisions_command(app: Any, files: tuple[str, ...], label: str, benchmark: str) -> None:
     """Score model-vs-human raw-data CSV FILES (pooled) and store them as an imported row."""
     started = time.perf_counter()
@@ -89,7 +88,7 @@ def import_decisions_command(app: Any, files: tuple[str, ...], label: str, bench
             main=result.name == "shape_bias",
         )
     store.finish_run(run_id, status="complete", wall_time_s=time.perf_counter() - started)
-    click.echo(
+    print(
         f"{label}: shape bias {score.shape_bias:.3f} over {score.n} conflict trials "
         f"({len(subjects)} subject(s)); stored as run {run_id}"
     )

@@ -8,12 +8,21 @@ import json
 import sys
 from pathlib import Path
 
-import click
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from robustbench_cgn.commands import comma_floats, run_with_progress, speed_text
+from robustbench_cgn.commands import (
+    BadParameter,
+    Choice,
+    PathType,
+    argument,
+    comma_floats,
+    command,
+    option,
+    run_with_progress,
+    speed_text,
+)
 from robustbench_cgn.device import resolve_device
 from robustbench_cgn.progress import ProgressReporter
 
@@ -31,70 +40,70 @@ def _names(_ctx, _param, text: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in (text or "").split(",") if v.strip())
 
 
-@click.command("train-cgn-imagenet")
-@click.option(
+@command("train-cgn-imagenet")
+@option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False),
+    type=PathType(file_okay=False),
     help="Run folder; training resumes from its latest checkpoint.",
 )
-@click.option(
+@option(
     "--preset",
-    type=click.Choice(tuple(PRESETS)),
+    type=Choice(tuple(PRESETS)),
     default="faithful",
     show_default=True,
     help="faithful: the reference's effective defaults; paper: the paper's stated values.",
 )
-@click.option("--architecture", type=click.Choice(ARCHITECTURES), default="deep_256")
-@click.option("--biggan-weights", default=None, help="pytorch_model.bin of biggan-deep-<res>.")
-@click.option("--u2net-weights", default=None, help="u2net.pth.")
-@click.option("--vgg-weights", default=None, help="VGG16 features state dict.")
-@click.option(
+@option("--architecture", type=Choice(ARCHITECTURES), default="deep_256")
+@option("--biggan-weights", default=None, help="pytorch_model.bin of biggan-deep-<res>.")
+@option("--u2net-weights", default=None, help="u2net.pth.")
+@option("--vgg-weights", default=None, help="VGG16 features state dict.")
+@option(
     "--data-dir",
     default=None,
-    type=click.Path(file_okay=False),
+    type=PathType(file_okay=False),
     help="Also searched for biggan/<name>/, u2net/u2net.pth, vgg16/<file>.",
 )
-@click.option(
+@option(
     "--random-weights",
     is_flag=True,
     help="Seeded random BigGAN/U2-Net/VGG instead of the files (smoke tests only).",
 )
-@click.option("--u2net-variant", type=click.Choice(U2NET_VARIANTS), default="full")
-@click.option("--truncation", type=float, default=1.0, show_default=True)
-@click.option("--batch-size", type=int, default=None, help="Default: the preset's (1).")
-@click.option("--accumulation", type=int, default=None, help="Default: the preset's (4000).")
-@click.option("--episodes", type=int, default=None, help="Optimizer steps; preset: 300.")
-@click.option("--lr-shape", type=float, default=None)
-@click.option("--lr-texture", type=float, default=None)
-@click.option("--lr-background", type=float, default=None)
-@click.option(
+@option("--u2net-variant", type=Choice(U2NET_VARIANTS), default="full")
+@option("--truncation", type=float, default=1.0, show_default=True)
+@option("--batch-size", type=int, default=None, help="Default: the preset's (1).")
+@option("--accumulation", type=int, default=None, help="Default: the preset's (4000).")
+@option("--episodes", type=int, default=None, help="Optimizer steps; preset: 300.")
+@option("--lr-shape", type=float, default=None)
+@option("--lr-texture", type=float, default=None)
+@option("--lr-background", type=float, default=None)
+@option(
     "--perceptual-weights", callback=comma_floats, default=None, help="Four comma-separated values."
 )
-@click.option(
+@option(
     "--without",
     callback=_names,
     default="",
     help=f"Comma-separated losses to switch off: groups {', '.join(LOSS_GROUPS)} or terms "
     f"{', '.join(LOSS_TERMS)} (the loss ablation).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option(
+@option("--seed", type=int, default=0, show_default=True)
+@option("--device", default="auto", show_default=True)
+@option(
     "--precision",
-    type=click.Choice(("fp32", "bf16")),
+    type=Choice(("fp32", "bf16")),
     default=None,
     help="Default: bf16 on CUDA, fp32 on the CPU.",
 )
-@click.option("--threads", type=int, default=None, help="torch.set_num_threads.")
-@click.option("--checkpoint-every", type=int, default=4000, show_default=True)
-@click.option("--keep-checkpoints", type=int, default=1, show_default=True)
-@click.option("--sample-every", type=int, default=4000, show_default=True)
-@click.option("--log-every", type=int, default=100, show_default=True)
-@click.option(
+@option("--threads", type=int, default=None, help="torch.set_num_threads.")
+@option("--checkpoint-every", type=int, default=4000, show_default=True)
+@option("--keep-checkpoints", type=int, default=1, show_default=True)
+@option("--sample-every", type=int, default=4000, show_default=True)
+@option("--log-every", type=int, default=100, show_default=True)
+@option(
     "--stop-after", type=int, default=None, help="Stop (and checkpoint) after N iterations."
 )
-@click.option("--no-export", is_flag=True, help=f"Skip {EXPORT_FILE} at the end.")
+@option("--no-export", is_flag=True, help=f"Skip {EXPORT_FILE} at the end.")
 def train_cgn_imagenet_command(
     out,
     preset,
@@ -140,7 +149,7 @@ def train_cgn_imagenet_command(
     )
     unknown = off - set(LOSS_TERMS) - set(LOSS_GROUPS)
     if unknown:
-        raise click.BadParameter(f"unknown losses {sorted(unknown)}", param_hint="--without")
+        raise BadParameter(f"unknown losses {sorted(unknown)}", param_hint="--without")
     config = TrainConfig(
         preset=preset,
         architecture=architecture,
@@ -195,19 +204,19 @@ def train_cgn_imagenet_command(
         console.print(f"exported {exported} and {exported.with_suffix('.json')}")
 
 
-@click.command("generate-cgn-imagenet")
-@click.option("--weights", required=True, help="cgn_imagenet.pth, the authors' cgn.pth, or random.")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--n", "n", type=int, required=True)
-@click.option("--mode", type=click.Choice(MODES), default="random", show_default=True)
-@click.option("--classes", callback=_names, default="", help="shape,texture,background (fixed).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--truncation", type=float, default=1.0, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--image-format", type=click.Choice(("jpg", "png")), default="jpg")
-@click.option("--quality", type=int, default=95, show_default=True)
-@click.option("--architecture", type=click.Choice(ARCHITECTURES), default="deep_256")
-@click.option("--device", default="auto", show_default=True)
+@command("generate-cgn-imagenet")
+@option("--weights", required=True, help="cgn_imagenet.pth, the authors' cgn.pth, or random.")
+@option("--out", required=True, type=PathType(file_okay=False))
+@option("--n", "n", type=int, required=True)
+@option("--mode", type=Choice(MODES), default="random", show_default=True)
+@option("--classes", callback=_names, default="", help="shape,texture,background (fixed).")
+@option("--seed", type=int, default=0, show_default=True)
+@option("--truncation", type=float, default=1.0, show_default=True)
+@option("--batch-size", type=int, default=16, show_default=True)
+@option("--image-format", type=Choice(("jpg", "png")), default="jpg")
+@option("--quality", type=int, default=95, show_default=True)
+@option("--architecture", type=Choice(ARCHITECTURES), default="deep_256")
+@option("--device", default="auto", show_default=True)
 def generate_cgn_imagenet_command(
     weights,
     out,
@@ -234,7 +243,7 @@ def generate_cgn_imagenet_command(
     try:
         fixed = [int(c) for c in classes] if classes else None
     except ValueError:
-        raise click.BadParameter("expected integers", param_hint="--classes") from None
+        raise BadParameter("expected integers", param_hint="--classes") from None
     with ProgressReporter(console).task("generating", total=n) as bar:
         write_counterfactual_dataset(
             cgn,
@@ -254,17 +263,17 @@ def generate_cgn_imagenet_command(
     console.print(f"{n} images and labels.csv in {out}")
 
 
-@click.command("ablate-cgn-imagenet")
-@click.argument("weights", nargs=-1, required=True)
-@click.option("--n", "n", type=int, default=2000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--mode", type=click.Choice(("shared", "random")), default="shared")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--inception-weights", default=None, help="Else $CGNBENCH_INCEPTION_WEIGHTS.")
-@click.option("--no-inception", is_flag=True, help="Only the mean mask.")
-@click.option("--architecture", type=click.Choice(ARCHITECTURES), default="deep_256")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--json-out", default=None, help="Also write the results as JSON here.")
+@command("ablate-cgn-imagenet")
+@argument("weights", nargs=-1, required=True)
+@option("--n", "n", type=int, default=2000, show_default=True)
+@option("--seed", type=int, default=0, show_default=True)
+@option("--mode", type=Choice(("shared", "random")), default="shared")
+@option("--batch-size", type=int, default=16, show_default=True)
+@option("--inception-weights", default=None, help="Else $CGNBENCH_INCEPTION_WEIGHTS.")
+@option("--no-inception", is_flag=True, help="Only the mean mask.")
+@option("--architecture", type=Choice(ARCHITECTURES), default="deep_256")
+@option("--device", default="auto", show_default=True)
+@option("--json-out", default=None, help="Also write the results as JSON here.")
 def ablate_cgn_imagenet_command(
     weights,
     n,

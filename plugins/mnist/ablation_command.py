@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 from rich.table import Table
 
+from robustbench_cgn.commands import (
+    BadParameter,
+    Choice,
+    IntRange,
+    PathType,
+    command,
+    option,
+    pass_app,
+)
 from robustbench_cgn.render import format_value
 from robustbench_cgn.runner import Runner, RunRequest
 
@@ -14,36 +22,36 @@ from .loss_ablation import BENCHMARK_OF_VARIANT, LOSS_SWITCHES, ablation_points
 from .training import VARIANTS, train_generator
 
 
-@click.command("ablate-cgn")
-@click.option("--variant", type=click.Choice(VARIANTS), required=True)
-@click.option("--data-dir", required=True, type=click.Path(file_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Trainings go here.")
-@click.option("--vgg-weights", default=None, help="VGG16 features (also $CGNBENCH_VGG16_WEIGHTS).")
-@click.option(
+@command("ablate-cgn")
+@option("--variant", type=Choice(VARIANTS), required=True)
+@option("--data-dir", required=True, type=PathType(file_okay=False))
+@option("--out", required=True, type=PathType(file_okay=False), help="Trainings go here.")
+@option("--vgg-weights", default=None, help="VGG16 features (also $CGNBENCH_VGG16_WEIGHTS).")
+@option(
     "--iterations",
     type=int,
     default=2_000,
     show_default=True,
     help="Per training (the reference trains 46,875-56,250).",
 )
-@click.option(
+@option(
     "--losses",
     default=",".join(LOSS_SWITCHES),
     show_default=True,
     help="Comma-separated loss switches to run.",
 )
-@click.option("--edge", type=click.Choice(("off", "on", "both")), default="both", show_default=True)
-@click.option("--n-counterfactuals", type=int, default=10_000, show_default=True)
-@click.option("--classifier-epochs", type=int, default=10, show_default=True)
-@click.option(
+@option("--edge", type=Choice(("off", "on", "both")), default="both", show_default=True)
+@option("--n-counterfactuals", type=int, default=10_000, show_default=True)
+@option("--classifier-epochs", type=int, default=10, show_default=True)
+@option(
     "--quality-samples",
-    type=click.IntRange(min=10),
+    type=IntRange(min=10),
     default=5_000,
     show_default=True,
     help="Samples the gen-quality benchmark scores per training.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.pass_obj
+@option("--seed", type=int, default=0, show_default=True)
+@pass_app
 def ablate_cgn_command(
     app,
     variant,
@@ -65,7 +73,7 @@ def ablate_cgn_command(
     try:
         points = ablation_points([s.strip() for s in losses.split(",") if s.strip()], edge)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--losses") from None
+        raise BadParameter(str(exc), param_hint="--losses") from None
     bench = BENCHMARK_OF_VARIANT[variant]
     runner = Runner(app.plugins, app.store, app.paths(data_dir), app.progress)
     table = Table(title=f"CGN loss ablation on {bench} ({iterations} iterations each)")

@@ -8,75 +8,82 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import torch
 from rich.console import Console
 
-from robustbench_cgn.commands import comma_floats, run_with_progress, speed_text
+from robustbench_cgn.commands import (
+    Choice,
+    PathType,
+    comma_floats,
+    command,
+    option,
+    run_with_progress,
+    speed_text,
+)
 
 from .training import VARIANTS, MnistGeneratorTrainer, TrainConfig, export_generator_weights
 
 SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
 
 
-@click.command("train-generator")
-@click.option("--model", type=click.Choice(("cgn", "dcgan")), required=True)
-@click.option("--variant", type=click.Choice(VARIANTS), required=True)
-@click.option(
+@command("train-generator")
+@option("--model", type=Choice(("cgn", "dcgan")), required=True)
+@option("--variant", type=Choice(VARIANTS), required=True)
+@option(
     "--data-dir",
     required=True,
-    type=click.Path(file_okay=False),
+    type=PathType(file_okay=False),
     help="MNIST root (torchvision layout <dir>/MNIST/raw).",
 )
-@click.option(
+@option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False),
+    type=PathType(file_okay=False),
     help="Run folder; training resumes from its latest checkpoint.",
 )
-@click.option("--iterations", type=int, default=None, help="Default: --epochs epochs.")
-@click.option("--epochs", type=int, default=15, show_default=True)
-@click.option(
+@option("--iterations", type=int, default=None, help="Default: --epochs epochs.")
+@option("--epochs", type=int, default=15, show_default=True)
+@option(
     "--mode",
-    type=click.Choice(("faithful", "improved")),
+    type=Choice(("faithful", "improved")),
     default="faithful",
     show_default=True,
     help="faithful keeps the reference quirks; see training.py.",
 )
-@click.option(
+@option(
     "--vgg-weights",
     default=None,
     help="VGG16 features state dict (CGN style loss); also $CGNBENCH_VGG16_WEIGHTS.",
 )
-@click.option(
+@option(
     "--textures-dir", default=None, help="W-MNIST textures; default <data-dir>/wmnist_textures."
 )
-@click.option("--checkpoint-every", type=int, default=1000, show_default=True)
-@click.option("--sample-every", type=int, default=1000, show_default=True)
-@click.option("--log-every", type=int, default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
+@option("--checkpoint-every", type=int, default=1000, show_default=True)
+@option("--sample-every", type=int, default=1000, show_default=True)
+@option("--log-every", type=int, default=50, show_default=True)
+@option("--seed", type=int, default=0, show_default=True)
+@option(
     "--data-seed",
     type=int,
     default=0,
     show_default=True,
     help="Seed of the variant's colours/textures.",
 )
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--lambda-binary", type=float, default=None)
-@click.option("--lambda-edge", type=float, default=None)
-@click.option(
+@option("--batch-size", type=int, default=16, show_default=True)
+@option("--lambda-binary", type=float, default=None)
+@option("--lambda-edge", type=float, default=None)
+@option(
     "--lambda-adv", type=float, default=1.0, show_default=True, help="0 ablates the GAN loss."
 )
-@click.option(
+@option(
     "--mask-gradient",
-    type=click.Choice(["clamp", "straight-through"]),
+    type=Choice(["clamp", "straight-through"]),
     default="clamp",
     show_default=True,
     help="CGN: clamp = the reference (no gradient where the mask is clamped); "
     "straight-through = same masks, gradients pass the clamp (experimental).",
 )
-@click.option(
+@option(
     "--mechanism-prior",
     type=float,
     default=0.0,
@@ -85,30 +92,30 @@ SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
     "pulling mask, foreground and background towards the real class's mean digit and "
     "colours; 0 = off (the reference).",
 )
-@click.option(
+@option(
     "--mechanism-prior-iterations",
     type=int,
     default=2000,
     show_default=True,
     help="Length of the CGN warm-up in iterations.",
 )
-@click.option(
+@option(
     "--texture-init",
-    type=click.Choice(["default", "data"]),
+    type=Choice(["default", "data"]),
     default="default",
     show_default=True,
     help="CGN: data = start the texture mechanisms at the real mean digit/background colours "
     "(bias of their last BatchNorm); default = the reference's init.",
 )
-@click.option(
+@option(
     "--style-weights",
     callback=comma_floats,
     default=None,
     help="Four comma-separated weights (relu1_2, 2_2, 3_3, 4_3).",
 )
-@click.option("--threads", type=int, default=None, help="torch.set_num_threads.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--no-export", is_flag=True, help="Skip generator.pth at the end.")
+@option("--threads", type=int, default=None, help="torch.set_num_threads.")
+@option("--device", default="cpu", show_default=True)
+@option("--no-export", is_flag=True, help="Skip generator.pth at the end.")
 def train_generator_command(
     model,
     variant,

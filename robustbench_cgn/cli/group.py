@@ -11,6 +11,7 @@ from ..distributed import environment
 from ..errors import CGNBenchError
 from ..plugin_manager import load_plugins
 from .app import App
+from .plugin_commands import CommandAdder
 
 
 class PluginCommandGroup(click.Group):
@@ -24,7 +25,7 @@ class PluginCommandGroup(click.Group):
         self._plugins_loaded = True
         app = ctx.obj if isinstance(ctx.obj, App) else None
         system = app.plugins if app is not None else load_plugins()
-        system.add_commands(self)
+        system.add_commands(CommandAdder(self))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands(ctx)

@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from robustbench_cgn import ConfigError, DataNotFoundError, RunContext
+from robustbench_cgn.cli.plugin_commands import to_click
 from robustbench_cgn_plugins.imagenet.cgn_ensemble import CGNEnsemble
 from robustbench_cgn_plugins.imagenet.counterfactual_folder import CounterfactualImageFolder
 from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
@@ -447,7 +448,7 @@ def test_train_command_exports_and_ablation_scores(tmp_path):
         "small", "--accumulation", "1", "--episodes", "2", "--device", "cpu",
         "--without", "background",
     ]  # fmt: skip
-    result = CliRunner().invoke(train_cgn_imagenet_command, args)
+    result = CliRunner().invoke(to_click(train_cgn_imagenet_command), args)
     assert result.exit_code == 0, result.output
     exported = out / "cgn_imagenet.pth"
     meta = json.loads(exported.with_suffix(".json").read_text())
@@ -465,7 +466,7 @@ def test_train_command_exports_and_ablation_scores(tmp_path):
     metrics = ablation_metrics(cgn, 4, batch_size=2, inception=False)
     assert 0 < metrics["mu_mask"] < 1 and metrics["inception_score"] is None
     result = CliRunner().invoke(
-        ablate_cgn_imagenet_command,
+        to_click(ablate_cgn_imagenet_command),
         [str(exported), "--n", "4", "--batch-size", "2", "--no-inception", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.output
