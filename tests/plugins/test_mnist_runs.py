@@ -118,8 +118,7 @@ def test_original_plus_counterfactuals_mix(runner, shared_data):
                     "weights": cgn_weights(shared_data, "colored"),
                     "n_counterfactuals": "2000",
                 },
-                # the assertion is on the mix, not the accuracy: large batches train faster
-                "classifier": {"epochs": "1", "batch_size": "512"},
+                "classifier": {"epochs": "1"},
             },
         )
     )
