@@ -45,14 +45,14 @@ class ResumableTrainer(Protocol):
     def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
 
 
-def comma_floats(_ctx: Any, _param: Any, text: str | None) -> tuple[float, ...] | None:
+def comma_floats(_ctx: Any, param: Any, text: str | None) -> tuple[float, ...] | None:
     """Option callback: ``"1,2.5"`` -> ``(1.0, 2.5)``; ``None`` stays ``None`` (the default)."""
     if text is None:
         return None
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        name = getattr(_param, "name", None) or "value"
+        name = getattr(param, "name", None) or "value"
         raise ConfigError(f"--{name.replace('_', '-')}: expected comma-separated numbers, "
                           f"got {text!r}") from None
 

@@ -19,7 +19,7 @@ from typing import Any
 from .errors import ConfigError
 
 SECTIONS = ("generator", "classifier", "benchmark")
-_TRUE = {"1", "true", "yes", "on"}
+TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _NONE = {"none", "null"}
 
@@ -150,8 +150,8 @@ def _split_sequence(value: Any) -> list[Any]:
 def _to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-        return value.lower() in _TRUE
+    if isinstance(value, str) and value.lower() in TRUE_WORDS | _FALSE:
+        return value.lower() in TRUE_WORDS
     raise ValueError(f"expected true/false, got {value!r}")
 
 

@@ -155,14 +155,11 @@ def check_logits(
             raise ContractError(
                 f"{who}: logits of {name}: expected [{batch}, {num_classes}], got {got}"
             )
-        if not logits.dtype.is_floating_point or not bool(torch.isfinite(logits).all()):
-            raise ContractError(
-                f"{who}: logits of {name}: expected finite floats, got "
-                f"{str(logits.dtype).removeprefix('torch.')} with non-finite values"
-                if logits.dtype.is_floating_point
-                else f"{who}: logits of {name}: expected floats, got "
-                f"{str(logits.dtype).removeprefix('torch.')}"
-            )
+        dtype = str(logits.dtype).removeprefix("torch.")
+        if not logits.dtype.is_floating_point:
+            raise ContractError(f"{who}: logits of {name}: expected floats, got {dtype}")
+        if not bool(torch.isfinite(logits).all()):
+            raise ContractError(f"{who}: logits of {name}: expected finite values, got non-finite")
     return outputs
 
 

@@ -27,6 +27,7 @@ import pluggy
 
 from . import hookspecs
 from .registry import PluginRegistryView, RegistrationError, Registries
+from .settings import env_flag
 
 ENTRY_POINT_GROUP = "cgnbench"
 BUILTIN_DISTRIBUTION = "cgnbench"
@@ -103,16 +104,12 @@ class PluginSystem:
         warnings.warn(f"cgnbench plugin {plugin!r}: {message}", PluginWarning, stacklevel=3)
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def autoload_enabled() -> bool:
-    return not _env_flag(DISABLE_AUTOLOAD_ENV)
+    return not env_flag(DISABLE_AUTOLOAD_ENV)
 
 
 def strict_from_env() -> bool:
-    return _env_flag(STRICT_ENV)
+    return env_flag(STRICT_ENV)
 
 
 def blocked_from_env() -> list[str]:

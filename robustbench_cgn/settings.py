@@ -14,6 +14,13 @@ DATA_ENV = "CGNBENCH_DATA"
 RESULTS_FILE = "results.sqlite"
 
 
+def env_flag(name: str) -> bool:
+    """Whether environment variable ``name`` is set to a true word (1, true, yes, on)."""
+    from .config import TRUE_WORDS
+
+    return os.environ.get(name, "").strip().lower() in TRUE_WORDS
+
+
 @dataclass(frozen=True)
 class Paths:
     """``home`` holds ``results.sqlite`` and ``runs/<run id>/``; caches live in ``cache``."""

@@ -13,6 +13,7 @@ Everything the tests write goes to pytest's tmp dirs, never next to the data; no
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -193,8 +194,6 @@ def run_cli(*args: str, check: bool = True, timeout: float = 300) -> subprocess.
 def pip_install_example(source_dir: Path, tmp_path_factory) -> Path:
     """pip-install an example plugin into a private folder (no network, no build isolation);
     returns the folder to put on ``PYTHONPATH``. Builds from a copy: the repository stays clean."""
-    import shutil
-
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
     source = build / "source"

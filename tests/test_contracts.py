@@ -3,6 +3,7 @@ what was expected and what came (robustbench_cgn.contracts, wired into the runne
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import dataclass
 
@@ -177,15 +178,9 @@ def test_the_cli_says_it_in_one_line(tmp_path, monkeypatch, toy_plugin_env):
         def register_generators(registry):
             registry.add(ChannelsLastBlobs)
     '''))
-    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{monkeypatch_path()}")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ["PYTHONPATH"]]))
     monkeypatch.setenv("CGNBENCH_PLUGINS", "cgnbench_toy,nhwc_plugin")
     result = run_cli("run", "-g", "nhwc-blobs", "-b", "toy-shift", "--device", "cpu", check=False)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "generator 'nhwc-blobs': image shape" in lines[0], lines
-
-
-def monkeypatch_path() -> str:
-    import os
-
-    return os.environ.get("PYTHONPATH", "")

@@ -16,7 +16,6 @@ pretrained config, the way timm's own ``resolve_data_config`` reads it.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,6 +27,7 @@ from robustbench_cgn import RunContext, Task
 from robustbench_cgn.checkpoint import load_state_dict_file
 from robustbench_cgn.data.download import offline, sha256_file
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError, IncompatibleError
+from robustbench_cgn.settings import env_flag
 from robustbench_cgn_plugins.imagenet.tasks import ImageNetClassifier, InputConfig
 
 WEIGHT_CHOICES = ("auto", "none")
@@ -143,8 +143,7 @@ def _hub_offline_when_asked() -> Iterator[None]:
     later (or ours) would otherwise be ignored and a missing file would wait on network
     time-outs instead of failing at once.
     """
-    hf_offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    if not (offline() or hf_offline):
+    if not (offline() or env_flag("HF_HUB_OFFLINE")):
         yield
         return
     from huggingface_hub import constants

@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from ..provenance import jsonable
 from .app import App
 from .group import cli
 
@@ -120,18 +121,10 @@ def _entries(app: App, kind: str, pattern: str) -> list[dict]:
                 "description": description,
                 "version": entry.version,
                 "plugin": entry.plugin,
-                "defaults": {k: _jsonable(v) for k, v in entry.defaults().items()},
+                "defaults": jsonable(entry.defaults()),
             }
         )
     return rows
-
-
-def _jsonable(value):
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return str(value)
 
 
 @cli.command("plugins")

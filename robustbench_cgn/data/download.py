@@ -49,7 +49,9 @@ _USER_AGENT = "cgnbench (+https://pypi.org/project/cgnbench)"
 
 def offline() -> bool:
     """Whether ``CGNBENCH_OFFLINE`` forbids downloads (``1``/``true``/``yes``)."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    from robustbench_cgn.settings import env_flag
+
+    return env_flag(OFFLINE_ENV)
 
 
 class UnsafeArchiveError(CGNBenchError):
