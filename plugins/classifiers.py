@@ -16,3 +16,12 @@ def register_classifiers(registry) -> None:
     registry.add(CGNEnsemble)
     registry.add(MobileNetV2Coral)
     registry.add(TimmClassifier)
+
+
+@hookimpl
+def register_weights(registry) -> None:
+    from .imagenet.coral_classifier import CORAL_WEIGHTS
+    from .imagenet.ensemble_weights import RESNET50_WEIGHTS
+
+    registry.add(CORAL_WEIGHTS)
+    registry.add(RESNET50_WEIGHTS)

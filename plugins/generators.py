@@ -7,7 +7,7 @@ from robustbench_cgn import hookimpl
 from .imagenet_cgn.generator import CGNImageNetGenerator
 from .mnist.cgn_generator import CGNGenerator
 from .mnist.dcgan_generator import DCGANBaselineGenerator
-from .mnist.zoo import shipped_weights
+from .mnist.zoo import registered_weights
 from .original import OriginalGenerator
 from .pretrained import PretrainedGenerator
 
@@ -51,5 +51,19 @@ def register_commands(cli) -> None:
 
 @hookimpl
 def register_weights(registry) -> None:
-    for spec in shipped_weights():
+    from robustbench_cgn.explain.fid import INCEPTION_WEIGHTS
+
+    from .imagenet_cgn.biggan import BIGGAN_WEIGHTS
+    from .imagenet_cgn.u2net import U2NET_WEIGHTS
+    from .imagenet_cgn.weights import CGN_IMAGENET_WEIGHTS
+    from .shared.style_loss import VGG16_WEIGHTS
+
+    for spec in (
+        *registered_weights(),
+        *CGN_IMAGENET_WEIGHTS.values(),
+        *BIGGAN_WEIGHTS.values(),
+        *U2NET_WEIGHTS.values(),
+        *VGG16_WEIGHTS.values(),
+        INCEPTION_WEIGHTS,
+    ):
         registry.add(spec)

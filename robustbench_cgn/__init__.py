@@ -3,6 +3,7 @@
 Everything a plugin may rely on is importable from here.
 """
 
+from .artifacts import RemoteFile, WeightsSpec
 from .components import (
     Benchmark,
     Classifier,
@@ -27,7 +28,6 @@ from .errors import (
 )
 from .evaluation import Predictions, accuracy, predict_dataset
 from .hookspecs import hookimpl
-from .registry import WeightsSpec
 from .tasks import get_task
 
 __version__ = "0.1.0"
@@ -47,6 +47,7 @@ __all__ = [
     "MetricSpec",
     "NoConfig",
     "Predictions",
+    "RemoteFile",
     "RunContext",
     "Task",
     "TrainingSet",

@@ -53,8 +53,9 @@ def comma_floats(_ctx: Any, param: Any, text: str | None) -> tuple[float, ...] |
         return tuple(float(v) for v in text.split(","))
     except ValueError:
         name = getattr(param, "name", None) or "value"
-        raise ConfigError(f"--{name.replace('_', '-')}: expected comma-separated numbers, "
-                          f"got {text!r}") from None
+        raise ConfigError(
+            f"--{name.replace('_', '-')}: expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def run_with_progress(

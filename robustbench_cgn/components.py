@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from .artifacts import DatasetSpec
 from .errors import IncompatibleError
 
 if TYPE_CHECKING:
@@ -97,15 +98,6 @@ class MetricSpec:
     main: bool = False
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A dataset a benchmark needs, and how a user obtains it when it is missing."""
-
-    name: str
-    description: str = ""
-    how_to_obtain: str = ""
-
-
 @dataclass
 class MetricResult:
     """One measured number.
@@ -176,6 +168,19 @@ class Component(ABC):
         into the run identity, so a run on other data or weights is a different run.
         """
         return {}
+
+    def requirements(self, task: Task) -> list[str]:
+        """Names of the registered weights and datasets a run of this component needs:
+        what ``cgnbench fetch --for`` downloads ahead of an offline run. Default: the
+        ``weights`` setting when it is neither ``auto`` nor a local file (a registered name
+        or a URL); components whose ``auto`` means a registered file name it themselves."""
+        weights = str(getattr(self.config, "weights", "") or "").strip()
+        if weights in ("", "auto", "random", "none") or "/" in weights and "://" not in weights:
+            return []
+        return [weights]
+
+    def prefetch(self, task: Task) -> None:  # noqa: B027 - optional hook, empty by default
+        """Download what :meth:`requirements` cannot name (e.g. a hub's own cache)."""
 
 
 class TaskScoped(Component):
@@ -267,6 +272,10 @@ class Benchmark(Component):
     # False: the benchmark scores the generator's data itself (``evaluate`` gets
     # ``classifier=None`` and reads ``ctx.train_set``); no classifier is built or trained.
     trains_classifier: ClassVar[bool] = True
+
+    def requirements(self, task: Task) -> list[str]:
+        """The datasets it declares (``datasets``)."""
+        return [spec.name for spec in self.datasets]
 
     @classmethod
     def main_metric(cls) -> MetricSpec | None:

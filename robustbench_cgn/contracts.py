@@ -64,13 +64,13 @@ def check_training_set(train_set: TrainingSet, task: Task, component: str) -> No
 
 def _check_image(image: Any, task: Task, who: str) -> None:
     if not isinstance(image, torch.Tensor):
-        raise ContractError(
-            f"{who}: images must be torch tensors, got {type(image).__name__}"
-        )
+        raise ContractError(f"{who}: images must be torch tensors, got {type(image).__name__}")
     expected = tuple(task.input_shape)
-    if image.dim() != len(expected) or (
-        task.exact_size and tuple(image.shape) != expected
-    ) or (not task.exact_size and image.shape[0] != expected[0]):
+    if (
+        image.dim() != len(expected)
+        or (task.exact_size and tuple(image.shape) != expected)
+        or (not task.exact_size and image.shape[0] != expected[0])
+    ):
         layout = "C, H, W" if len(expected) == 3 else "the task's layout"
         hint = ""
         if image.dim() == 3 and image.shape[-1] == expected[0] and image.shape[0] != expected[0]:

@@ -52,7 +52,15 @@ def register_tasks(registry) -> None:
 
 @hookspec
 def register_weights(registry) -> None:
-    """Add named weights (:class:`~robustbench_cgn.registry.WeightsSpec`, e.g. ``cgn.c-mnist``)."""
+    """Add named weights (:class:`~robustbench_cgn.artifacts.WeightsSpec`, e.g. ``cgn.c-mnist``):
+    where each file comes from (URLs, mirrors), its checksum, size, licence and citation."""
+
+
+@hookspec
+def register_datasets(registry) -> None:
+    """Add datasets ``cgnbench fetch`` can download (``in9``, ...): each a
+    :class:`~robustbench_cgn.artifacts.DatasetSpec` with release files, checksums, the folder
+    they unpack to and the licence."""
 
 
 @hookspec

@@ -43,6 +43,7 @@ REGISTRY_HOOKS = {
     "register_benchmarks": "benchmarks",
     "register_weights": "weights",
     "register_tasks": "tasks",
+    "register_datasets": "datasets",
 }
 
 
@@ -164,9 +165,7 @@ def load_plugins(
             module = importlib.import_module(module_name)
         except Exception as exc:
             system.failed.append(PluginInfo(module_name, module_name, source=f"${PLUGINS_ENV}"))
-            system._problem(
-                module_name, f"failed to import (from ${PLUGINS_ENV}): {exc!r}", exc
-            )
+            system._problem(module_name, f"failed to import (from ${PLUGINS_ENV}): {exc!r}", exc)
             continue
         if system.manager.is_registered(module):
             continue  # installed and already loaded through its entry point

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from .artifacts import DatasetSpec, WeightsSpec
 from .components import Benchmark, Classifier, Component, Generator, Task
 from .errors import UnknownNameError
 
@@ -154,37 +155,16 @@ class Registry(Generic[C]):
 
 
 @dataclass(frozen=True)
-class WeightsSpec:
-    """Named pretrained weights, ``<component>.<tag>`` (e.g. ``cgn.c-mnist``).
-
-    ``source`` is a local path or package resource, or a URL that is downloaded into the cache
-    and checked against ``sha256``. ``preprocessing`` is the input convention the weights were
-    trained with (size, mean/std, value range) and travels with them, as in timm's pretrained
-    configs. ``config`` holds the component config the weights need.
-    """
-
-    name: str
-    source: str
-    sha256: str | None = None
-    description: str = ""
-    tags: tuple[str, ...] = ()
-    preprocessing: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def component(self) -> str:
-        return self.name.split(".", 1)[0]
-
-    @property
-    def tag(self) -> str:
-        return self.name.split(".", 1)[1] if "." in self.name else ""
-
-
-@dataclass(frozen=True)
 class WeightsEntry:
     name: str
     spec: WeightsSpec
+    plugin: str
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    spec: DatasetSpec
     plugin: str
 
 
@@ -256,6 +236,18 @@ class WeightsRegistry(_NamedItems):
         return spec
 
 
+class DatasetRegistry(_NamedItems):
+    """Datasets that ``cgnbench fetch`` can download (:class:`~.artifacts.DatasetSpec`)."""
+
+    kind = "dataset"
+
+    def add(self, spec: DatasetSpec, *, plugin: str = "<direct>") -> DatasetSpec:
+        if not isinstance(spec, DatasetSpec):
+            raise RegistrationError(f"dataset registry accepts DatasetSpec objects, got {spec!r}")
+        self._add(spec.name, DatasetEntry(spec.name, spec, plugin), plugin)
+        return spec
+
+
 class TaskRegistry(_NamedItems):
     """The tasks the domains declare (``register_tasks``): what benchmarks pose, with their
     classes, image contract, splits and loaders (:class:`~robustbench_cgn.components.Task`)."""
@@ -306,8 +298,11 @@ class Registries:
     )
     weights: WeightsRegistry = field(default_factory=WeightsRegistry)
     tasks: TaskRegistry = field(default_factory=TaskRegistry)
+    datasets: DatasetRegistry = field(default_factory=DatasetRegistry)
 
-    def by_kind(self, kind: str) -> Registry[Any] | WeightsRegistry | TaskRegistry:
+    def by_kind(
+        self, kind: str
+    ) -> Registry[Any] | WeightsRegistry | TaskRegistry | DatasetRegistry:
         mapping = {
             "generator": self.generators,
             "generators": self.generators,
@@ -318,5 +313,7 @@ class Registries:
             "weights": self.weights,
             "task": self.tasks,
             "tasks": self.tasks,
+            "dataset": self.datasets,
+            "datasets": self.datasets,
         }
         return mapping[kind]

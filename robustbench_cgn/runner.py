@@ -62,6 +62,23 @@ class RunRequest:
 
 
 @dataclass
+class Assembly:
+    """A request's components, configured but not yet identified (:meth:`Runner.assemble`)."""
+
+    task: Task
+    generator_entry: Entry
+    classifier_entry: Entry | None
+    benchmark_entry: Entry
+    generator: Generator
+    classifier: Classifier | None
+    benchmark: Benchmark
+    context: RunContext
+
+    def components(self) -> list[Generator | Classifier | Benchmark]:
+        return [c for c in (self.generator, self.classifier, self.benchmark) if c is not None]
+
+
+@dataclass
 class PlannedRun:
     spec: RunSpec
     generator: Generator
@@ -104,8 +121,9 @@ class Runner:
             raise ValueError("the main process needs a results store")
 
     # -- planning ----------------------------------------------------------------------------
-    def plan(self, request: RunRequest) -> PlannedRun:
-        """Resolve names, configs and identity without running anything."""
+    def assemble(self, request: RunRequest) -> Assembly:
+        """Resolve names and configs into components (no identity, nothing read or fetched):
+        what :meth:`plan` and ``cgnbench fetch --for`` start from."""
         registries = self.plugins.registries
         if request.mix not in MIX_CHOICES:
             raise ConfigError(f"unknown mix {request.mix!r}; use one of {', '.join(MIX_CHOICES)}")
@@ -189,6 +207,18 @@ class Runner:
             task=task,
             tasks=self.plugins.registries.tasks,
         )
+        return Assembly(
+            task, generator_entry, classifier_entry, benchmark_entry,
+            generator, classifier, benchmark, context,
+        )  # fmt: skip
+
+    def plan(self, request: RunRequest) -> PlannedRun:
+        """Resolve names, configs and identity without running anything."""
+        assembly = self.assemble(request)
+        task, context = assembly.task, assembly.context
+        generator_entry, generator = assembly.generator_entry, assembly.generator
+        classifier_entry, classifier = assembly.classifier_entry, assembly.classifier
+        benchmark_entry, benchmark = assembly.benchmark_entry, assembly.benchmark
         generator_identity = generator.identity(task, context)
         if request.mix == "original+generated":
             generator_identity = {

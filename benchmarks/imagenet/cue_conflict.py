@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from robustbench_cgn import Classifier, DatasetSpec, MetricResult, MetricSpec, RunContext
+from robustbench_cgn import Classifier, MetricResult, MetricSpec, RunContext
 from robustbench_cgn.errors import DataNotFoundError
 from robustbench_cgn_plugins.imagenet.tasks.class_maps import cue_conflict_categories
 from robustbench_cgn_plugins.imagenet.tasks.image_files import list_images
@@ -63,6 +63,9 @@ CUE_CONFLICT = ImageSourceSpec(
         extracts_to="cue-conflict",
         size="60 MB",
     ),
+    description="the 1,280 cue-conflict stimuli (Geirhos et al. 2019), 16 classes",
+    license="CC BY 4.0 (rgeirhos/texture-vs-shape)",
+    citation="Geirhos et al., ImageNet-trained CNNs are biased towards texture, ICLR 2019",
 )
 
 
@@ -75,9 +78,7 @@ class CueConflictShapeBias(ImageNetBenchmark):
         MetricSpec("shape_fraction", True, PROTOCOL, "fraction of shape decisions"),
         MetricSpec("texture_fraction", False, PROTOCOL, "fraction of texture decisions"),
     )
-    datasets = (
-        DatasetSpec("cue-conflict", "1,280 style-transfer stimuli", CUE_CONFLICT.how_to_obtain),
-    )
+    datasets = (CUE_CONFLICT.dataset,)
 
     @dataclass(frozen=True)
     class Config:

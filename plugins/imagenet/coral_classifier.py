@@ -8,26 +8,27 @@ back-propagates, for GradCAM) like any other module, on any device. Dequantized 
 scores about 87 % top-1 on the 1,000 ImageNet sample images of the shared data
 (``scripts/validate_coral_mobilenet.py``).
 
-Weights (``weights=auto``) are looked up in this order: the file named by
-``CGNBENCH_CORAL_TFLITE``, ``<data dir>/coral/mobilenet_v2_1.0_224_quant.tflite``, then a
-download (checked against its sha256) into ``<cache>/downloads``; ``weights`` may also be a
-path. The converted float state dict is cached under ``<cache>/converted`` by the file's hash,
-so the conversion runs once per weights file.
+Weights (``weights=auto``) are the registered ``mobilenet_v2.coral``, looked up in this
+order: the file named by ``CGNBENCH_CORAL_TFLITE``, ``<data dir>/coral/<the .tflite>``, the
+cache, then a download (checked against its sha256); ``weights`` may also be a path or URL.
+The converted float state dict is cached under ``<cache>/converted`` by the file's hash, so the
+conversion runs once per weights file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from robustbench_cgn import RunContext, Task
+from robustbench_cgn.artifacts import WeightsSpec
 from robustbench_cgn.checkpoint import atomic_torch_save
-from robustbench_cgn.data.download import fetch_file, sha256_file
-from robustbench_cgn.errors import ChecksumError, DataNotFoundError
+from robustbench_cgn.data.download import cached_sha256
+from robustbench_cgn.errors import DataNotFoundError
+from robustbench_cgn.resolver import URL_SCHEMES, ResolvedFile, resolve_spec, resolve_weights
 from robustbench_cgn_plugins.imagenet.tasks import ImageNetClassifier, InputConfig
 
 from .coral_mobilenet import (
@@ -54,60 +55,46 @@ CORAL_INPUT = InputConfig(
     std=(0.5, 0.5, 0.5),
 )
 
-# (resolved path, size, mtime_ns) -> sha256: identity() is called for every planned run.
-_HASHES: dict[tuple[str, int, int], str] = {}
+#: The Coral release file, registered as ``mobilenet_v2.coral``.
+CORAL_WEIGHTS = WeightsSpec(
+    "mobilenet_v2.coral",
+    filename=TFLITE_NAME,
+    urls=TFLITE_URLS,
+    sha256=TFLITE_SHA256,
+    size=3_610_798,
+    description="Google Coral's uint8 ImageNet MobileNetV2 (TFLite), dequantized to float",
+    tags=("imagenet", "classifier"),
+    license="Apache-2.0 (google-coral/test_data)",
+    citation="Sandler et al., MobileNetV2, CVPR 2018",
+    local=(f"coral/{TFLITE_NAME}",),
+    env=TFLITE_ENV,
+    task="imagenet",
+)
 
 
 def tflite_sha256(path: Path) -> str:
     """sha256 of ``path``, remembered for the process as long as the file is unchanged."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = sha256_file(path)
-    return _HASHES[key]
+    return cached_sha256(path)
 
 
-def _local_tflite(weights: str, ctx: RunContext) -> Path | None:
-    """The file ``weights`` names without downloading anything, or ``None`` when ``auto``
-    has to download. Missing explicit files are errors."""
-    if weights != "auto":
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise DataNotFoundError(
-                f"mobilenet_v2-coral weights {weights!r} is not a file (pass a .tflite "
-                f"MobileNetV2 such as {TFLITE_NAME}, or 'auto')"
-            )
-        return path
-    env = os.environ.get(TFLITE_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise DataNotFoundError(f"{TFLITE_ENV}={env} does not name an existing file")
-        return path
-    if ctx.data_dir is not None:
-        path = Path(ctx.data_dir) / "coral" / TFLITE_NAME
-        if path.is_file():
-            digest = tflite_sha256(path)
-            if digest != TFLITE_SHA256:  # the release file, not a lookalike
-                raise ChecksumError(
-                    f"{path}: sha256 is {digest}, expected {TFLITE_SHA256} (not the Coral "
-                    f"release {TFLITE_NAME}: replace it, or pass it as weights=PATH)"
-                )
-            return path
-    return None
+def _resolve(weights: str, ctx: RunContext, download: bool) -> ResolvedFile:
+    if weights == "auto":
+        return resolve_spec(
+            CORAL_WEIGHTS, data_dir=ctx.data_dir, cache_dir=ctx.cache_dir, download=download
+        )
+    path = Path(weights).expanduser()
+    if not weights.startswith(URL_SCHEMES) and not path.is_file():
+        raise DataNotFoundError(
+            f"mobilenet_v2-coral weights {weights!r} is not a file (pass a .tflite "
+            f"MobileNetV2 such as {TFLITE_NAME}, or 'auto')"
+        )
+    return resolve_weights(weights, cache_dir=ctx.cache_dir, what="mobilenet_v2-coral weights")
 
 
 def resolve_tflite(weights: str, ctx: RunContext) -> Path:
-    """``auto`` / a path -> a local ``.tflite`` file, downloading the release if need be."""
-    path = _local_tflite(weights, ctx)
-    if path is not None:
-        return path
-    return fetch_file(
-        TFLITE_URLS,
-        Path(ctx.cache_dir) / "downloads" / TFLITE_NAME,
-        sha256=TFLITE_SHA256,
-        hint=f"or set {TFLITE_ENV}, or put it under <data dir>/coral/",
-    )
+    """``auto`` / a path / a URL -> a local ``.tflite`` file, downloading the release if need
+    be (``auto``: ``$CGNBENCH_CORAL_TFLITE``, ``<data dir>/coral/``, the cache, a download)."""
+    return _resolve(weights, ctx, download=True).path
 
 
 def load_converted(path: Path, cache_dir: Path | None) -> CoralMobileNetV2:
@@ -168,11 +155,19 @@ class MobileNetV2Coral(ImageNetClassifier):
             if not self.weights:
                 raise ValueError("weights must be 'auto' or a .tflite file path")
 
+    def requirements(self, task: Task) -> list[str]:
+        auto = self.config.weights == "auto"
+        return [CORAL_WEIGHTS.name] if auto else super().requirements(task)
+
     def identity(self, task: Task, ctx: RunContext) -> dict:
         """The hash of the ``.tflite`` file (the pinned release hash when ``auto`` would
         download it): runs on other weights are other runs."""
-        path = _local_tflite(self.config.weights, ctx)
-        digest = tflite_sha256(path) if path is not None else TFLITE_SHA256
+        try:
+            digest = _resolve(self.config.weights, ctx, download=False).sha256
+        except DataNotFoundError:
+            if self.config.weights != "auto":
+                raise
+            digest = TFLITE_SHA256  # not fetched yet: the file auto will download
         return {"weights_sha256": digest}
 
     def input_config(self) -> InputConfig:

@@ -1,18 +1,18 @@
-"""Weights of the CGN ensemble: the pretrained ResNet-50 backbone file (found, never
-downloaded at run time) and trained ensemble checkpoints, loaded strictly and ``weights_only``."""
+"""Weights of the CGN ensemble: the pretrained ResNet-50 backbone file (``resnet50.tv-in1k``)
+and trained ensemble checkpoints, loaded strictly and ``weights_only``."""
 
 from __future__ import annotations
 
-import os
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from robustbench_cgn.artifacts import WeightsSpec
 from robustbench_cgn.checkpoint import load_state_dict_file
-from robustbench_cgn.data.download import sha256_file
+from robustbench_cgn.data.download import cached_sha256
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
+from robustbench_cgn.resolver import URL_SCHEMES, override, resolve_spec, resolve_weights
 
 from .ensemble_model import InvariantEnsemble
 
@@ -21,34 +21,50 @@ RESNET50_URL = f"https://download.pytorch.org/models/{RESNET50_FILE}"
 WEIGHTS_ENV = "CGNBENCH_RESNET50_WEIGHTS"
 
 
+#: torchvision's ImageNet ResNet-50 (the CGN ensemble's backbone), ``resnet50.tv-in1k``.
+RESNET50_WEIGHTS = WeightsSpec(
+    "resnet50.tv-in1k",
+    filename=RESNET50_FILE,
+    urls=(RESNET50_URL,),
+    sha256="0676ba61",  # torchvision publishes the sha256 prefix in the file name
+    size=102_530_333,
+    description="torchvision ResNet-50 IMAGENET1K_V1 (backbone of the CGN ensemble)",
+    tags=("imagenet", "backbone"),
+    license="BSD-3-Clause (torchvision)",
+    citation="He et al., Deep Residual Learning for Image Recognition, CVPR 2016",
+    local=(f"resnet50/{RESNET50_FILE}",),
+    env=WEIGHTS_ENV,
+    task="imagenet",
+)
+
+
 def resolve_backbone_weights(setting: str) -> Path | None:
     """The ResNet-50 state-dict file for ``backbone_weights``, ``None`` for ``random``.
 
-    ``auto`` looks at ``$CGNBENCH_RESNET50_WEIGHTS``, then torchvision's own download cache
-    (``<torch hub dir>/checkpoints``). Nothing is downloaded: runs must not depend on network
-    access, so a missing file is a one-line instruction instead.
+    ``auto``: ``$CGNBENCH_RESNET50_WEIGHTS``, torchvision's own download cache
+    (``<torch hub dir>/checkpoints``), then the registered ``resnet50.tv-in1k`` (data dir,
+    cache, a download); a path or URL is taken as given.
     """
     if setting == "random":
         return None
     if setting != "auto":
         path = Path(setting).expanduser()
-        if not path.is_file():
+        if not setting.startswith(URL_SCHEMES) and not path.is_file():
             raise DataNotFoundError(f"backbone_weights file {path} does not exist")
-        return path
-    from_env = os.environ.get(WEIGHTS_ENV, "").strip()
-    if from_env:
-        path = Path(from_env).expanduser()
-        if not path.is_file():
-            raise DataNotFoundError(f"{WEIGHTS_ENV}={from_env} does not exist")
-        return path
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / RESNET50_FILE
-    if cached.is_file():
-        return cached
-    raise DataNotFoundError(
-        f"ImageNet ResNet-50 weights not found: download {RESNET50_URL} to {cached} "
-        f"(or set {WEIGHTS_ENV} or backbone_weights=<file>; backbone_weights=random trains "
-        "from scratch)"
-    )
+        return resolve_weights(setting, what="backbone_weights").path
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / RESNET50_FILE
+    if override(RESNET50_WEIGHTS) is None and hub.is_file():
+        return hub
+    try:
+        return resolve_spec(RESNET50_WEIGHTS).path
+    except DataNotFoundError as exc:
+        if override(RESNET50_WEIGHTS) is not None:
+            raise
+        raise DataNotFoundError(
+            f"ImageNet ResNet-50 weights not found: `cgnbench fetch {RESNET50_WEIGHTS.name}` "
+            f"downloads {RESNET50_URL} (or put it at {hub}, set {WEIGHTS_ENV} or "
+            f"backbone_weights=<file>; backbone_weights=random trains from scratch) ({exc})"
+        ) from None
 
 
 def load_backbone(backbone: nn.Module, path: Path) -> None:
@@ -72,12 +88,6 @@ def load_ensemble(model: InvariantEnsemble, path: Path) -> None:
         raise CGNBenchError(f"{path} is not a cgn-ensemble checkpoint ({reason})") from None
 
 
-@lru_cache(maxsize=16)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
-
-
 def file_sha256(path: Path) -> str:
     """sha256 of a weights file, computed once per process (it is asked for per run)."""
-    stat = path.stat()
-    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return cached_sha256(path)

@@ -101,28 +101,39 @@ class TimmClassifier(ImageNetClassifier):
             raise DataNotFoundError(f"timm weights file {path} does not exist")
         return {"weights_sha256": sha256_file(path)}
 
-    def build(self, task: Task, ctx: RunContext) -> None:
+    def prefetch(self, task: Task) -> None:
+        """timm's pretrained weights into the Hugging Face hub cache (``weights=auto``)."""
+        if self.config.weights == "auto":
+            self._create(pretrained=True)
+
+    def _create(self, pretrained: bool):
         import timm
 
-        self._pretrained_cfg  # noqa: B018 - unknown model names fail here, clearly
-        weights = self.config.weights
         name = self.config.model
         if self.config.pretrained_tag:
             name = f"{name}.{self.config.pretrained_tag}"
+        if not pretrained:
+            return timm.create_model(name, pretrained=False, num_classes=1000)
+        try:
+            with _hub_offline_when_asked():
+                return timm.create_model(name, pretrained=True, num_classes=1000)
+        except Exception as exc:  # hub errors come in many types
+            hub = self._pretrained_cfg.get("hf_hub_id") or name
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataNotFoundError(
+                f"could not get timm's pretrained weights for {name} ({first}). Offline: "
+                f"`cgnbench fetch --for -c timm:{self.config.model} -b <benchmark>` on a "
+                f"connected machine fills the Hugging Face cache (https://huggingface.co/{hub}), "
+                "or pass --set classifier.weights=FILE"
+            ) from None
+
+    def build(self, task: Task, ctx: RunContext) -> None:
+        self._pretrained_cfg  # noqa: B018 - unknown model names fail here, clearly
+        weights = self.config.weights
         if weights == "auto":
-            try:
-                with _hub_offline_when_asked():
-                    model = timm.create_model(name, pretrained=True, num_classes=1000)
-            except Exception as exc:  # hub errors come in many types
-                hub = self._pretrained_cfg.get("hf_hub_id") or name
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise DataNotFoundError(
-                    f"could not get timm's pretrained weights for {name} ({first}). Offline: "
-                    f"download them from https://huggingface.co/{hub} on a connected machine "
-                    "into the Hugging Face cache, or pass --set classifier.weights=FILE"
-                ) from None
+            model = self._create(pretrained=True)
         else:
-            model = timm.create_model(name, pretrained=False, num_classes=1000)
+            model = self._create(pretrained=False)
             if weights != "none":
                 path = Path(weights).expanduser()
                 load_strict(model, load_state_dict_file(path), str(path))

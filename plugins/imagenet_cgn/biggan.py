@@ -35,9 +35,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.spectral_norm import SpectralNorm, spectral_norm
 
+from robustbench_cgn.artifacts import RemoteFile, WeightsSpec
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError, IncompatibleError
+from robustbench_cgn.resolver import resolve_spec, resolve_weights
 
 __all__ = [
+    "BIGGAN_WEIGHTS",
     "CONFIG_NAME",
     "PRETRAINED",
     "WEIGHTS_ENV",
@@ -104,6 +107,32 @@ PRETRAINED: dict[str, PretrainedFiles] = {
         weights_bytes=None,
     ),
 }
+
+
+def _weights_spec(files: PretrainedFiles) -> WeightsSpec:
+    config = RemoteFile(CONFIG_NAME, (files.config_url,), sha256=files.config_sha256)
+    return WeightsSpec(
+        files.name.replace("biggan-", "biggan."),
+        filename=WEIGHTS_NAME,
+        urls=(files.weights_url,),
+        # the weights pin is a third party's (see above): informational, not enforced
+        provenance={"sha256_third_party_pin": files.weights_sha256},
+        size=files.weights_bytes,
+        description=f"{files.name} generator (pytorch-pretrained-BigGAN port, ImageNet)",
+        tags=("imagenet", "cgn-imagenet"),
+        license="Apache-2.0 (BigGAN TF Hub module, pytorch-pretrained-BigGAN)",
+        citation="Brock, Donahue & Simonyan, Large Scale GAN Training, ICLR 2019",
+        local=(f"biggan/{files.name}/{WEIGHTS_NAME}",),
+        env=WEIGHTS_ENV,
+        companions=(config,),
+    )
+
+
+#: ``biggan.deep-256``, ``biggan.deep-128``: the port's files, fetched with their config.json.
+BIGGAN_WEIGHTS: dict[str, WeightsSpec] = {
+    spec.name: spec for spec in (_weights_spec(files) for files in PRETRAINED.values())
+}
+SPEC_OF_RESOLUTION = {256: "biggan.deep-256", 128: "biggan.deep-128"}
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -614,32 +643,37 @@ def truncated_noise(
 # ----------------------------------------------------------------------------- weights
 
 
-def _not_found(what: str) -> DataNotFoundError:
-    files = PRETRAINED["biggan-deep-256"]
+def _not_found(what: str, name: str = "biggan.deep-256") -> DataNotFoundError:
+    files = PRETRAINED[name.replace("biggan.", "biggan-")]
     return DataNotFoundError(
         f"{what}: BigGAN-deep weights are the pytorch-pretrained-BigGAN file {WEIGHTS_NAME} "
-        f"(biggan-deep-256: {files.weights_url}, config {files.config_url}); download it and "
-        f"pass its path (or its folder) or set {WEIGHTS_ENV}"
+        f"({name}: {files.weights_url}, config {files.config_url}); `cgnbench fetch {name}` "
+        f"downloads both, or pass its path (or its folder) or set {WEIGHTS_ENV}"
     )
 
 
-def resolve_biggan_weights(path: str | os.PathLike[str] | None = None) -> Path:
-    """The weights file: ``path`` (a folder means ``<folder>/pytorch_model.bin``), else
-    ``$CGNBENCH_BIGGAN_WEIGHTS``. Nothing is downloaded; a missing file is a
+def resolve_biggan_weights(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    name: str = "biggan.deep-256",
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The weights file: ``path`` (a folder means ``<folder>/pytorch_model.bin``; a registered
+    name or a URL also work), else the registered ``name`` (``$CGNBENCH_BIGGAN_WEIGHTS``,
+    ``<data-dir>/biggan/``, the cache, a download). A missing file is a
     :class:`DataNotFoundError` that says where the file comes from."""
-    if path is None:
-        from_env = os.environ.get(WEIGHTS_ENV, "").strip()
-        if not from_env:
-            raise _not_found(f"no BigGAN weights given and {WEIGHTS_ENV} is not set")
-        path, origin = from_env, f"{WEIGHTS_ENV}="
-    else:
-        origin = ""
-    candidate = Path(path).expanduser()
-    if candidate.is_dir():
-        candidate = candidate / WEIGHTS_NAME
-    if not candidate.is_file():
-        raise _not_found(f"BigGAN weights file {origin}{candidate} does not exist")
-    return candidate
+    try:
+        if path is None:
+            return resolve_spec(BIGGAN_WEIGHTS[name], data_dir=data_dir).path
+        candidate = Path(path).expanduser()
+        if candidate.is_dir():
+            candidate = candidate / WEIGHTS_NAME
+            if not candidate.is_file():
+                raise DataNotFoundError(f"BigGAN weights file {candidate} does not exist")
+        return resolve_weights(str(candidate) if candidate.is_file() else str(path),
+                               specs=BIGGAN_WEIGHTS, what="BigGAN weights").path  # fmt: skip
+    except DataNotFoundError as exc:
+        raise _not_found(str(exc).rstrip("."), name) from None
 
 
 def _shape(shape: torch.Size | tuple[int, ...]) -> str:
@@ -696,7 +730,9 @@ def load_biggan_weights(model: BigGAN, path: str | os.PathLike[str] | None = Non
     strict load (:func:`load_biggan_state`). ``path`` as in :func:`resolve_biggan_weights`.
     Returns ``model``.
     """
-    file = resolve_biggan_weights(path)
+    file = resolve_biggan_weights(
+        path, name=SPEC_OF_RESOLUTION.get(model.config.output_dim, "biggan.deep-256")
+    )
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, pickled code, not a torch file

@@ -11,12 +11,10 @@ trains its three heads on. An interrupted generation resumes where it stopped (s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from robustbench_cgn import ConfigError, Generator, RunContext, Task, TrainingSet
-from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn_plugins.imagenet.counterfactual_folder import CounterfactualImageFolder
 from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
 
@@ -28,20 +26,9 @@ from .generation import (
     quantize,
     write_counterfactual_dataset,
 )
-from .weights import load_cgn_weights, random_cgn, resolve_cgn_weights
+from .weights import AUTHORS_WEIGHTS, load_cgn_weights, random_cgn, resolve_cgn_file
 
 RANDOM = "random"
-_SHA256: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256 of a weights file
-
-
-def _cached_sha256(path: Path) -> str:
-    """The file's sha256, computed once per (path, size, mtime): identity() and generate()
-    both need it and a CGN file is ~1 GB."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA256:
-        _SHA256[key] = sha256_file(path)
-    return _SHA256[key]
 
 
 class CGNImageNetGenerator(Generator):
@@ -66,7 +53,7 @@ class CGNImageNetGenerator(Generator):
 
     @dataclass(frozen=True)
     class Config:
-        weights: str = ""
+        weights: str = "auto"
         n_counterfactuals: int = 10_000
         mode: str = "random"
         classes: tuple[int, ...] = ()
@@ -101,8 +88,8 @@ class CGNImageNetGenerator(Generator):
         if config.weights.strip() == RANDOM:
             label = f"random:{config.architecture}:{config.u2net_variant}"
             return label, label
-        path = resolve_cgn_weights(config.weights)
-        return str(path), _cached_sha256(path)
+        resolved = resolve_cgn_file(config.weights)
+        return resolved.label, resolved.sha256
 
     def load_cgn(self, device: torch.device | str = "cpu") -> ImageNetCGN:
         config = self.config
@@ -110,6 +97,12 @@ class CGNImageNetGenerator(Generator):
             return random_cgn(config.architecture, config.u2net_variant).to(device)
         cgn, _ = load_cgn_weights(config.weights, device=device)
         return cgn
+
+    def requirements(self, task: Task) -> list[str]:
+        weights = self.config.weights.strip()
+        if weights in ("", "auto"):
+            return [AUTHORS_WEIGHTS.name]
+        return [] if weights == RANDOM else super().requirements(task)
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
         label, digest = self._weights_id()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -40,12 +39,10 @@ from robustbench_cgn_plugins.shared.style_loss import (
     resolve_vgg16_weights,
 )
 
-from .biggan import PRETRAINED, WEIGHTS_NAME, resolve_biggan_weights
-from .biggan import WEIGHTS_ENV as BIGGAN_ENV
+from .biggan import WEIGHTS_NAME, resolve_biggan_weights
 from .cgn_model import ARCHITECTURES, U2NET_VARIANTS, ImageNetCGN, build_imagenet_cgn
 from .losses import LOSS_TERMS, CGNLoss, LossWeights, random_vgg16_file, resolve_loss_terms
 from .u2net import U2NET_WEIGHTS_FILE, resolve_u2net_weights
-from .u2net import WEIGHTS_ENV as U2NET_ENV
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -242,48 +239,38 @@ def resolve_training_files(
     data_dir: str | PathLike[str] | None = None,
 ) -> dict[str, Path | None]:
     """The local weight files a pretrained run needs (``biggan``, ``u2net``, ``vgg``; ``vgg``
-    is ``None`` when no VGG loss is on). Looked up as given, else in the environment variables,
-    else under ``data_dir`` (``biggan/``, ``u2net/``, ``vgg16/``). All missing files are named
-    in one one-line :class:`DataNotFoundError`."""
+    is ``None`` when no VGG loss is on): as given, else the registered weights through the
+    resolver (override, ``data_dir``'s ``biggan/``, ``u2net/``, ``vgg16/``, the cache, a
+    download). All missing files are named in one one-line :class:`DataNotFoundError`."""
     found: dict[str, Path | None] = {"biggan": None, "u2net": None, "vgg": None}
     missing: list[str] = []
-    root = Path(data_dir) if data_dir is not None else None
-    name = {"deep_256": "biggan-deep-256", "deep_128": "biggan-deep-128"}.get(config.architecture)
-
-    def in_data_dir(given: Any, env: str, *parts: str) -> Any:
-        if given is None and not os.environ.get(env) and root is not None:
-            candidate = root.joinpath(*parts)
-            if candidate.exists():
-                return candidate
-        return given
-
+    name = {"deep_256": "biggan.deep-256", "deep_128": "biggan.deep-128"}.get(config.architecture)
     if name is None:
         missing.append(f"BigGAN: architecture {config.architecture!r} has no published weights")
     else:
         try:
-            given = in_data_dir(biggan_weights, BIGGAN_ENV, "biggan", name)
-            found["biggan"] = resolve_biggan_weights(given)
+            found["biggan"] = resolve_biggan_weights(biggan_weights, name=name, data_dir=data_dir)
         except DataNotFoundError:
-            missing.append(
-                f"{name} {WEIGHTS_NAME} ({PRETRAINED[name].weights_url}; --biggan-weights or "
-                f"${BIGGAN_ENV})"
-            )
+            missing.append(f"{name} {WEIGHTS_NAME} (--biggan-weights, or `cgnbench fetch {name}`)")
     try:
-        given = in_data_dir(u2net_weights, U2NET_ENV, "u2net", U2NET_WEIGHTS_FILE)
-        found["u2net"] = resolve_u2net_weights(given)
+        found["u2net"] = resolve_u2net_weights(u2net_weights, data_dir=data_dir)
     except DataNotFoundError:
-        missing.append(f"U2-Net {U2NET_WEIGHTS_FILE} (--u2net-weights or ${U2NET_ENV})")
+        missing.append(
+            f"U2-Net {U2NET_WEIGHTS_FILE} (--u2net-weights, or `cgnbench fetch u2net.full`)"
+        )
     if config.needs_vgg:
         try:
-            given = in_data_dir(vgg_weights, VGG16_WEIGHTS_ENV, "vgg16", VGG16_FILE)
-            found["vgg"] = resolve_vgg16_weights(given)
+            found["vgg"] = resolve_vgg16_weights(vgg_weights, data_dir=data_dir)
         except DataNotFoundError:
-            missing.append(f"VGG16 {VGG16_FILE} (--vgg-weights or ${VGG16_WEIGHTS_ENV})")
+            missing.append(
+                f"VGG16 {VGG16_FILE} (--vgg-weights or ${VGG16_WEIGHTS_ENV}, or "
+                "`cgnbench fetch vgg16.tv-in1k`)"
+            )
     if missing:
         raise DataNotFoundError(
             "the ImageNet CGN needs pretrained weights that are not here: "
             + "; ".join(missing)
-            + " (nothing is downloaded; use --random-weights / weights='random' for a smoke test)"
+            + " (use --random-weights / weights='random' for a smoke test)"
         )
     return found
 

@@ -29,9 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustbench_cgn.artifacts import WeightsSpec
 from robustbench_cgn.checkpoint import load_state_dict_file
 from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.errors import ChecksumError, DataNotFoundError, IncompatibleError
+from robustbench_cgn.resolver import resolve_spec, resolve_weights
 
 __all__ = [
     "REBNCONV",
@@ -47,6 +49,7 @@ __all__ = [
     "U2NET_WEIGHTS_URL",
     "U2NETP_WEIGHTS_FILE",
     "U2Net",
+    "U2NET_WEIGHTS",
     "WEIGHTS_ENV",
     "load_u2net_weights",
     "prepare_for_u2net",
@@ -66,6 +69,33 @@ U2NETP_WEIGHTS_FILE = "u2netp.pth"  # the small model (4.7 MB), for U2Net.small(
 U2NET_README_URL = "https://github.com/xuebinqin/U-2-Net#usage-for-salient-object-detection"
 U2NET_WEIGHTS_URL = "https://drive.google.com/file/d/1ao1ovG1Qtx4b7EoskHXmi2E9rp5CHLcZ/view"
 WEIGHTS_ENV = "CGNBENCH_U2NET_WEIGHTS"
+_U2NET_TERMS = dict(
+    tags=("imagenet", "cgn-imagenet"),
+    license="Apache-2.0 (U-2-Net)",
+    citation="Qin et al., U2-Net: Going Deeper with Nested U-Structure, Pattern Recognition 2020",
+)
+#: ``u2net.full`` (44 M parameters, what the CGN uses) and ``u2net.small`` (U2NETP).
+U2NET_WEIGHTS: dict[str, WeightsSpec] = {
+    "u2net.full": WeightsSpec(
+        "u2net.full",
+        filename=U2NET_WEIGHTS_FILE,
+        urls=("gdrive:1ao1ovG1Qtx4b7EoskHXmi2E9rp5CHLcZ",),
+        sha256=U2NET_WEIGHTS_SHA256,
+        size=U2NET_WEIGHTS_SIZE,
+        description="U-2-Net salient object detection (the CGN's mask network)",
+        local=(f"u2net/{U2NET_WEIGHTS_FILE}",),
+        env=WEIGHTS_ENV,
+        **_U2NET_TERMS,  # type: ignore[arg-type]
+    ),
+    "u2net.small": WeightsSpec(
+        "u2net.small",
+        filename=U2NETP_WEIGHTS_FILE,
+        urls=("gdrive:1rbSTGKAE-MTxBYHd-51l2hMOQPT_7EPy",),
+        description="U-2-NetP, the 1.1 M-parameter U-2-Net (4.7 MB)",
+        local=(f"u2net/{U2NETP_WEIGHTS_FILE}",),
+        **_U2NET_TERMS,  # type: ignore[arg-type]
+    ),
+}
 
 # ImageNet statistics used by U-2-Net's ``ToTensorLab(flag=0)`` (data_loader.py).
 _U2NET_MEAN = (0.485, 0.456, 0.406)
@@ -315,29 +345,35 @@ def prepare_for_u2net(images: Tensor, convention: str = "cgn") -> Tensor:
 # --- weights ---------------------------------------------------------------------------------
 def _not_found(where: str) -> DataNotFoundError:
     return DataNotFoundError(
-        f"U2-Net weights {U2NET_WEIGHTS_FILE} not found ({where}): download {U2NET_WEIGHTS_FILE} "
-        f"(176.3 MB) as linked in the U-2-Net README {U2NET_README_URL} and pass its path "
-        f"or set {WEIGHTS_ENV}"
+        f"U2-Net weights {U2NET_WEIGHTS_FILE} not found ({where}): `cgnbench fetch u2net.full` "
+        f"downloads it (176.3 MB, as linked in the U-2-Net README {U2NET_README_URL}), or pass "
+        f"its path or set {WEIGHTS_ENV}"
     )
 
 
-def resolve_u2net_weights(path: str | os.PathLike | None = None) -> Path:
-    """The weights file: ``path`` if given, else ``$CGNBENCH_U2NET_WEIGHTS``. Nothing is
-    downloaded; a missing file is a one-line :class:`DataNotFoundError`."""
-    if path is None or str(path).strip() == "":
-        from_env = os.environ.get(WEIGHTS_ENV, "").strip()
-        if not from_env:
-            raise _not_found(f"no path given and {WEIGHTS_ENV} is not set")
-        candidate, where = Path(from_env).expanduser(), f"{WEIGHTS_ENV}={from_env}"
-    else:
+def resolve_u2net_weights(
+    path: str | os.PathLike | None = None,
+    *,
+    small: bool = False,
+    data_dir: str | os.PathLike | None = None,
+) -> Path:
+    """The weights file: ``path`` if given (a folder means ``<folder>/u2net.pth``; a registered
+    name or URL also work), else the registered ``u2net.full`` (``u2net.small`` when
+    ``small``): ``$CGNBENCH_U2NET_WEIGHTS``, ``<data-dir>/u2net/``, the cache, a download.
+    A missing file is a one-line :class:`DataNotFoundError`."""
+    name = "u2net.small" if small else "u2net.full"
+    try:
+        if path is None or str(path).strip() == "":
+            return resolve_spec(U2NET_WEIGHTS[name], data_dir=data_dir).path
         candidate = Path(path).expanduser()
-        where = str(candidate)
-    if candidate.is_dir():
-        candidate = candidate / U2NET_WEIGHTS_FILE
-        where = str(candidate)
-    if not candidate.is_file():
-        raise _not_found(f"{where} does not exist")
-    return candidate
+        if candidate.is_dir():
+            candidate = candidate / U2NET_WEIGHTS_FILE
+            if not candidate.is_file():
+                raise DataNotFoundError(f"{candidate} does not exist")
+        text = str(candidate) if candidate.is_file() else str(path)
+        return resolve_weights(text, specs=U2NET_WEIGHTS, what="U2-Net weights").path
+    except DataNotFoundError as exc:
+        raise _not_found(str(exc).rstrip(".")) from None
 
 
 def _listed(keys: list[str], limit: int = 3) -> str:

@@ -22,13 +22,17 @@ from typing import Any
 
 import torch
 
-from robustbench_cgn.data.download import sha256_file
+from robustbench_cgn.artifacts import WeightsSpec
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError, IncompatibleError
+from robustbench_cgn.resolver import ResolvedFile, resolve_weights
 
 from .cgn_model import ImageNetCGN, build_imagenet_cgn, load_cgn_state
 
 __all__ = [
     "AUTHORS_RELEASE",
+    "AUTHORS_WEIGHTS",
+    "CGN_IMAGENET_WEIGHTS",
+    "resolve_cgn_file",
     "WEIGHTS_ENV",
     "load_cgn_weights",
     "random_cgn",
@@ -46,24 +50,42 @@ AUTHORS_RELEASE: dict[str, Any] = {
     "truncation": 1.0,
 }
 REQUIRED = {"f_shape", "f_text", "f_bg", "u2net"}
+#: The CGN authors' trained ImageNet CGN (``scripts/download_weights.sh`` of their repository).
+AUTHORS_WEIGHTS = WeightsSpec(
+    "cgn-imagenet.authors",
+    filename="cgn.pth",
+    urls=("gdrive:12yVFHPUjKmUFGnO2D4xVlTSpF8CUj136",),
+    description="the CGN authors' ImageNet CGN (BigGAN-deep-256 mechanisms + U2-Net)",
+    tags=("imagenet", "cgn-imagenet"),
+    license="MIT (autonomousvision/counterfactual_generative_networks)",
+    citation="Sauer & Geiger, Counterfactual Generative Networks, ICLR 2021",
+    local=("cgn_imagenet/cgn.pth",),
+    env=WEIGHTS_ENV,
+    task="imagenet",
+)
+CGN_IMAGENET_WEIGHTS = {AUTHORS_WEIGHTS.name: AUTHORS_WEIGHTS}
+
+
+def resolve_cgn_file(weights: str | os.PathLike[str] | None) -> ResolvedFile:
+    """``weights``: ``auto``/empty (the authors' ``cgn-imagenet.authors``: override
+    ``$CGNBENCH_CGN_IMAGENET_WEIGHTS``, ``<data-dir>/cgn_imagenet/cgn.pth``, the cache, a
+    download), a registered name, a URL or a file; a one-line error when none is found."""
+    text = "" if weights is None else str(weights).strip()
+    try:
+        return resolve_weights(text or "auto", default=AUTHORS_WEIGHTS.name,
+                               specs=CGN_IMAGENET_WEIGHTS, what="ImageNet CGN weights")  # fmt: skip
+    except DataNotFoundError as exc:
+        raise DataNotFoundError(
+            f"cgn-imagenet needs trained CGN weights ({str(exc).rstrip('.')}): "
+            f"`cgnbench fetch {AUTHORS_WEIGHTS.name}` downloads the authors' cgn.pth, "
+            "`cgnbench train-cgn-imagenet` trains one; pass weights=<file> or set "
+            f"{WEIGHTS_ENV} (weights=random for a smoke test)"
+        ) from None
 
 
 def resolve_cgn_weights(weights: str | os.PathLike[str] | None) -> Path:
-    """``weights`` (a file), else ``$CGNBENCH_CGN_IMAGENET_WEIGHTS``; a one-line error when
-    neither names an existing file."""
-    text = "" if weights is None else str(weights).strip()
-    if not text:
-        text = os.environ.get(WEIGHTS_ENV, "").strip()
-        if not text:
-            raise DataNotFoundError(
-                "cgn-imagenet needs trained CGN weights: train them with `cgnbench "
-                "train-cgn-imagenet` (cgn_imagenet.pth) or use the authors' cgn.pth, and pass "
-                f"weights=<file> or set {WEIGHTS_ENV} (weights=random for a smoke test)"
-            )
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise DataNotFoundError(f"ImageNet CGN weights file {path} does not exist")
-    return path
+    """The local file of :func:`resolve_cgn_file`."""
+    return resolve_cgn_file(weights).path
 
 
 def random_cgn(
@@ -81,7 +103,8 @@ def load_cgn_weights(
 ) -> tuple[ImageNetCGN, dict[str, Any]]:
     """The CGN in ``weights`` (module docstring), in eval mode on ``device``, and its metadata
     (the sidecar, or :data:`AUTHORS_RELEASE`, plus ``weights_sha256``)."""
-    path = resolve_cgn_weights(weights)
+    resolved = resolve_cgn_file(weights)
+    path = resolved.path
     sidecar = path.with_suffix(".json")
     meta: dict[str, Any] = dict(AUTHORS_RELEASE)
     if sidecar.is_file():
@@ -109,6 +132,6 @@ def load_cgn_weights(
             f"{path} lacks {sorted(REQUIRED - loaded)} (an ImageNet CGN needs f_shape, f_text, "
             "f_bg and u2net)"
         )
-    meta = {**meta, "weights_path": str(path), "weights_sha256": sha256_file(path)}
+    meta = {**meta, "weights_path": str(path), "weights_sha256": resolved.sha256}
     meta["has_biggan_gt"] = "biggan_gt" in loaded
     return cgn.to(device).eval(), meta

@@ -9,14 +9,14 @@ import torch
 from torch.utils.data import TensorDataset
 
 from robustbench_cgn import Generator, RunContext, Task, TrainingSet
-from robustbench_cgn.data.download import sha256_file as file_sha256
+from robustbench_cgn.resolver import ResolvedFile
 
 from .cgn_model import load_cgn_checkpoint
 from .counterfactuals import quantize_images, write_counterfactuals
 from .galleries import save_independence_grid, save_mechanism_gallery
 from .generated_sets import cached_image_set
 from .tasks import MNIST_TASK_NAMES
-from .zoo import resolve_weights, training_record
+from .zoo import ZOO_TAG_OF_TASK, resolve_weights, training_record
 
 
 class CGNGenerator(Generator):
@@ -49,10 +49,23 @@ class CGNGenerator(Generator):
             if self.n_counterfactuals < 1 or self.no_cfs < 1 or self.batch_size < 1:
                 raise ValueError("n_counterfactuals, no_cfs and batch_size must be >= 1")
 
+    def weights_file(self, task: Task, ctx: RunContext | None = None) -> ResolvedFile:
+        """The weights, resolved once per process (path, sha256, label)."""
+        data_dir = ctx.data_dir if ctx is not None else None
+        return resolve_weights(self.config.weights, "cgn", task.name, data_dir=data_dir)
+
+    def requirements(self, task: Task) -> list[str]:
+        weights = self.config.weights
+        return (
+            [f"cgn.{ZOO_TAG_OF_TASK[task.name]}"]
+            if weights == "auto"
+            else super().requirements(task)
+        )
+
     def identity(self, task: Task, ctx: RunContext) -> dict:
-        label, path = resolve_weights(self.config.weights, "cgn", task.name)
-        identity = {"weights": label, "weights_sha256": file_sha256(path)}
-        trained = training_record(path)
+        weights = self.weights_file(task, ctx)
+        identity = {"weights": weights.label, "weights_sha256": weights.sha256}
+        trained = training_record(weights.path)
         if trained:  # weights from `cgnbench train-generator`: the losses become row labels
             identity["trained"] = trained
         return identity
@@ -60,7 +73,7 @@ class CGNGenerator(Generator):
     def sample_with_masks(self, task: Task, ctx: RunContext, n: int):
         """``n`` counterfactuals with their masks (same sampling as the training data:
         shape, texture and background labels drawn independently)."""
-        _, path = resolve_weights(self.config.weights, "cgn", task.name)
+        path = self.weights_file(task, ctx).path
         cgn = load_cgn_checkpoint(path, mask_activation=self.config.mask_activation)
         g = torch.Generator().manual_seed(ctx.seed)
         images, labels, masks = [], [], []
@@ -77,8 +90,8 @@ class CGNGenerator(Generator):
 
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet:
         config = self.config
-        label, path = resolve_weights(config.weights, "cgn", task.name)
-        digest = file_sha256(path)
+        weights = self.weights_file(task, ctx)
+        label, path, digest = weights.label, weights.path, weights.sha256
         key = (
             f"{digest[:16]}-{config.mask_activation}-n{config.n_counterfactuals}"
             f"-k{config.no_cfs}-s{ctx.seed}"
@@ -108,8 +121,7 @@ class CGNGenerator(Generator):
             save_independence_grid(cgn, ctx.artifacts_dir / "cgn_counterfactual_grid.png", ctx.seed)
         provenance = {
             "source": "cgn-counterfactuals",
-            "weights": label,
-            "weights_sha256": digest,
+            **weights.provenance(),
             "folder": str(data.folder),
             **{k: data.meta[k] for k in ("n", "no_cfs", "seed", "engine")},
         }

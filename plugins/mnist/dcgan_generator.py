@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from torch.utils.data import TensorDataset
 
 from robustbench_cgn import Generator, RunContext, Task, TrainingSet
-from robustbench_cgn.data.download import sha256_file as file_sha256
 
 from .counterfactuals import CounterfactualBatch, write_image_batches
 from .generated_sets import cached_image_set
@@ -44,13 +43,13 @@ class DCGANBaselineGenerator(Generator):
                 raise ValueError("n_samples and batch_size must be >= 1")
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
-        label, path = resolve_weights(self.config.weights, "dcgan", task.name)
-        return {"weights": label, "weights_sha256": file_sha256(path)}
+        weights = resolve_weights(self.config.weights, "dcgan", task.name, data_dir=ctx.data_dir)
+        return {"weights": weights.label, "weights_sha256": weights.sha256}
 
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet:
         config = self.config
-        label, path = resolve_weights(config.weights, "dcgan", task.name)
-        digest = file_sha256(path)
+        weights = resolve_weights(config.weights, "dcgan", task.name, data_dir=ctx.data_dir)
+        label, path, digest = weights.label, weights.path, weights.sha256
 
         def write(folder, advance):
             gan = load_dcgan_generator(path)

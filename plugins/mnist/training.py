@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ from robustbench_cgn.training_run import (
 )
 from robustbench_cgn.training_run import latest_checkpoint as find_latest_checkpoint
 
-from ..shared.style_loss import STYLE_WEIGHTS, VGG16_FILE, VGGStyleLoss, resolve_vgg16_weights
+from ..shared.style_loss import STYLE_WEIGHTS, VGGStyleLoss, resolve_vgg16_weights
 from .cgn_fast import upsample_conv_as_conv_transpose
 from .cgn_model import CGN, MASK_MAX, MASK_MIN, build_cgn, compose, init_weights_pix2pix
 from .counterfactuals import quantize_images
@@ -326,12 +325,8 @@ def load_train_data(
 
 
 def _find_vgg(path: str | PathLike[str] | None, data_dir: str | PathLike[str] | None) -> Path:
-    """``path``, else ``$CGNBENCH_VGG16_WEIGHTS``, else ``<data_dir>/vgg16/<VGG16_FILE>``."""
-    if path is None and not os.environ.get("CGNBENCH_VGG16_WEIGHTS") and data_dir is not None:
-        candidate = Path(data_dir) / "vgg16" / VGG16_FILE
-        if candidate.is_file():
-            path = candidate
-    return resolve_vgg16_weights(path)
+    """``path``, else the registered VGG16 weights (override, ``data_dir``, cache, download)."""
+    return resolve_vgg16_weights(path, data_dir=data_dir)
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -8,17 +8,24 @@ once their weights file exists: a zoo name that is not trained yet is reported a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from robustbench_cgn import DataNotFoundError, WeightsSpec
-from robustbench_cgn.data.download import verify_file
+from robustbench_cgn.resolver import ResolvedFile
+from robustbench_cgn.resolver import resolve_weights as resolve
 
 ZOO_TAG_OF_TASK = {
     "colored-mnist": "c-mnist",
     "double-colored-mnist": "dc-mnist",
     "wildlife-mnist": "w-mnist",
+}
+TASK_OF_VARIANT = {
+    "colored": "colored-mnist",
+    "double_colored": "double-colored-mnist",
+    "wildlife": "wildlife-mnist",
 }
 PLANNED = (
     "cgn.c-mnist",
@@ -77,6 +84,7 @@ def _spec(name: str) -> WeightsSpec:
             f"{record.get('iterations')} iterations ({_recipe(record)})"
         ),
         tags=("mnist", config.get("variant", "")),
+        task=TASK_OF_VARIANT.get(config.get("variant", ""), ""),
         preprocessing=PREPROCESSING,
         config=(
             {"mask_activation": record["mask_activation"]} if record.get("mask_activation") else {}
@@ -95,14 +103,57 @@ def shipped_weights() -> list[WeightsSpec]:
     return [_spec(name) for name in PLANNED if _weights_file(name).is_file()]
 
 
-def resolve_weights(weights: str, component: str, task_name: str) -> tuple[str, Path]:
-    """``auto`` / a zoo name / a file path -> (label, local path). Clear errors otherwise.
+def _authors_spec(tag: str, variant: str) -> WeightsSpec:
+    file = f"cgn_{variant}_MNIST.pth"
+    return WeightsSpec(
+        f"cgn.{tag}-authors",
+        sha256=AUTHORS_SHA256[variant],
+        filename=file,
+        description=f"the CGN authors' released {variant.replace('_', '-')} MNIST CGN",
+        tags=("mnist", variant),
+        size=2_661_744,
+        license="MIT (autonomousvision/counterfactual_generative_networks)",
+        citation="Sauer & Geiger, Counterfactual Generative Networks, ICLR 2021",
+        local=(f"cgn_mnist_weights/{file}",),
+        task=f"{variant.replace('_', '-')}-mnist",
+    )
+
+
+#: The CGN authors' MNIST checkpoints (no public download address is known: they are found
+#: under ``--data-dir``/``cgn_mnist_weights``, an override, or the cache).
+AUTHORS_SHA256 = {
+    "colored": "6b178e7c1924b9efc532c467e7f0b77d2702efb536de9816bbd7e92c26d9b3fe",
+    "double_colored": "7aa06c907f099c63a26127164a38d2ab353f1cdcafabdf8ca9303a0e9197b933",
+    "wildlife": "db5bc3108f7bfbd74a85e2b267e65e95bd918920a02fd8de64c947fd8a0015f0",
+}
+AUTHORS_WEIGHTS = {
+    spec.name: spec
+    for spec in (
+        _authors_spec("c-mnist", "colored"),
+        _authors_spec("dc-mnist", "double_colored"),
+        _authors_spec("w-mnist", "wildlife"),
+    )
+}
+
+
+def registered_weights() -> list[WeightsSpec]:
+    """Every MNIST weights spec: the shipped zoo entries and the authors' checkpoints."""
+    return [*shipped_weights(), *AUTHORS_WEIGHTS.values()]
+
+
+def resolve_weights(
+    weights: str, component: str, task_name: str, *, data_dir: str | Path | None = None
+) -> ResolvedFile:
+    """``auto`` / a zoo or authors' name / a file path or URL -> a :class:`ResolvedFile`.
 
     A zoo file is checked against the sha256 in its record (a damaged install is an error,
-    not silently different counterfactuals).
+    not silently different counterfactuals). A named entry trained for another task is refused.
     """
     if weights == "auto":
         weights = f"{component}.{ZOO_TAG_OF_TASK[task_name]}"
+    specs: dict[str, WeightsSpec] = {
+        name: spec for name, spec in AUTHORS_WEIGHTS.items() if spec.component == component
+    }
     if weights in PLANNED:
         path = _weights_file(weights)
         if not path.is_file():
@@ -111,17 +162,15 @@ def resolve_weights(weights: str, component: str, task_name: str) -> tuple[str, 
                 f"e.g. --set generator.weights=/path/to/cgn_colored_MNIST.pth (the CGN "
                 f"authors' release) or one written by `cgnbench train-generator`"
             )
-        expected = _sidecar(weights).get("weights_sha256")
-        if expected:
-            verify_file(path, expected)
-        return weights, path
-    path = Path(weights).expanduser()
-    if not path.is_file():
+        specs[weights] = replace(_spec(weights), source=str(path))
+    spec = specs.get(weights)
+    trained_for = spec.task if spec is not None else ""
+    if trained_for and task_name and trained_for != task_name:
         raise DataNotFoundError(
-            f"{component} weights {weights!r} are neither a zoo name ({', '.join(PLANNED)}) "
-            "nor an existing file"
+            f"{component} weights {weights!r} were trained for {trained_for}, not {task_name}: "
+            f"use {component}.{ZOO_TAG_OF_TASK.get(task_name, '<tag>')} or 'auto'"
         )
-    return str(path.resolve()), path
+    return resolve(weights, specs=specs, data_dir=data_dir, what=f"{component} weights")
 
 
 TRAINING_FACTS = (

@@ -7,11 +7,12 @@ generated batches are unpaired (sample i vs sample i), as in the reference. Only
 last one with ``w_l != 0`` are built and run (the network stops early); the real batch's features
 are computed without autograd.
 
-Weights. No ImageNet weights are downloaded: the network is ``torchvision.models.vgg16(
-weights=None).features[:23]`` loaded from a local state dict, given as ``weights_path`` or through
-the environment variable ``CGNBENCH_VGG16_WEIGHTS``; without one, :class:`DataNotFoundError`
-(never silently random weights). Two files are understood (``input_convention="auto"`` tells them
-apart by sha256, key prefix or file name):
+Weights. The network is ``torchvision.models.vgg16(weights=None).features[:23]`` loaded from a
+state dict: ``weights_path`` (a file, URL or registered name), else the registered
+``vgg16.caffe-features23`` (``CGNBENCH_VGG16_WEIGHTS`` or ``<data-dir>/vgg16/``), else
+``vgg16.tv-in1k`` (torchvision's file, cached or downloaded); without one,
+:class:`DataNotFoundError` (never silently random weights). Two files are understood
+(``input_convention="auto"`` tells them apart by sha256, key prefix or file name):
 
 * ``vgg16_imagenet_caffe_features23.pth`` (the original Caffe/Keras VGG16, first layer in RGB):
   ``input_convention="caffe"``: expects RGB in 0..255 minus ``[123.68, 116.779, 103.939]``;
@@ -39,7 +40,6 @@ networks); results are labelled by :attr:`VGGStyleLoss.weights_sha256` anyway.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -48,8 +48,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from robustbench_cgn import WeightsSpec
 from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
+from robustbench_cgn.resolver import override, resolve_spec, resolve_weights
 
 __all__ = [
     "CAFFE_MEAN_255",
@@ -62,6 +64,9 @@ __all__ = [
     "VGG16_WEIGHTS_ENV",
     "VGGStyleLoss",
     "gram_matrix",
+    "VGG16_CAFFE",
+    "VGG16_TORCHVISION",
+    "VGG16_WEIGHTS",
     "resolve_vgg16_weights",
 ]
 
@@ -87,27 +92,63 @@ Convention = Literal["auto", "caffe", "torchvision"]
 Mode = Literal["faithful", "improved"]
 
 
-def resolve_vgg16_weights(path: str | PathLike[str] | None = None) -> Path:
-    """The VGG16 weights file: ``path``, else ``$CGNBENCH_VGG16_WEIGHTS``; else an error."""
-    how = "given"
-    if path is None:
-        env = os.environ.get(VGG16_WEIGHTS_ENV)
-        if env:
-            path, how = env, f"${VGG16_WEIGHTS_ENV}"
-    if path is None:
+#: The original Caffe/Keras VGG16 convolutions (conv1_1..conv4_3) as a ``features[:23]`` state
+#: dict; no public download address: it is found through an override or under ``--data-dir``.
+VGG16_CAFFE = WeightsSpec(
+    "vgg16.caffe-features23",
+    sha256="39852ebc68d6370f36a9006c72168720944069f18255303666f6ede1f2ba418a",
+    filename=VGG16_FILE,
+    description="VGG16 conv1_1..conv4_3, original Caffe/Keras ImageNet weights (RGB, 0..255)",
+    tags=("style-loss",),
+    size=30_548_375,
+    license="CC BY 4.0 (Oxford VGG)",
+    citation="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015",
+    local=(f"vgg16/{VGG16_FILE}",),
+    env=VGG16_WEIGHTS_ENV,
+)
+#: torchvision's IMAGENET1K_V1 VGG16, what the CGN authors' style loss used.
+VGG16_TORCHVISION = WeightsSpec(
+    "vgg16.tv-in1k",
+    sha256="397923af",  # torchvision publishes the sha256 prefix in the file name
+    urls=("https://download.pytorch.org/models/vgg16-397923af.pth",),
+    description="torchvision VGG16 IMAGENET1K_V1 (the CGN authors' style-loss network)",
+    tags=("style-loss",),
+    size=553_433_881,
+    license="BSD-3-Clause (torchvision); weights CC BY 4.0",
+    citation="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015",
+    local=("vgg16/vgg16-397923af.pth",),
+)
+VGG16_WEIGHTS = {spec.name: spec for spec in (VGG16_CAFFE, VGG16_TORCHVISION)}
+
+
+def resolve_vgg16_weights(
+    path: str | PathLike[str] | None = None,
+    *,
+    data_dir: str | PathLike[str] | None = None,
+    cache_dir: str | PathLike[str] | None = None,
+) -> Path:
+    """The VGG16 weights file: ``path`` (a file, a URL or one of :data:`VGG16_WEIGHTS`), else
+    the Caffe file (override, ``--data-dir``, cache), else torchvision's file (cache, download).
+    Nothing found: one :class:`DataNotFoundError` line naming both and how to provide them."""
+    if path is not None:
+        return resolve_weights(
+            str(path), specs=VGG16_WEIGHTS, data_dir=data_dir, cache_dir=cache_dir,
+            what="VGG16 weights",
+        ).path  # fmt: skip
+    try:
+        return resolve_spec(VGG16_CAFFE, data_dir=data_dir, cache_dir=cache_dir).path
+    except DataNotFoundError:
+        if override(VGG16_CAFFE) is not None:  # the user named a file: no fallback
+            raise
+    try:
+        return resolve_spec(VGG16_TORCHVISION, data_dir=data_dir, cache_dir=cache_dir).path
+    except DataNotFoundError as exc:
         raise DataNotFoundError(
             f"the CGN style loss needs ImageNet VGG16 weights and none were found: provide "
             f"{VGG16_FILE} (conv1_1..conv4_3 as a state dict of torchvision's "
-            f"vgg16().features[:23]) or torchvision's vgg16-397923af.pth, and set "
-            f"{VGG16_WEIGHTS_ENV}=/path/to/file (or pass weights_path=)"
-        )
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataNotFoundError(
-            f"VGG16 weights file {p} ({how}) does not exist: provide {VGG16_FILE} there or point "
-            f"{VGG16_WEIGHTS_ENV} at it"
-        )
-    return p
+            f"vgg16().features[:23]) under <data-dir>/vgg16/ or set {VGG16_WEIGHTS_ENV}=FILE, "
+            f"or torchvision's vgg16-397923af.pth ({exc})"
+        ) from None
 
 
 def gram_matrix(f: Tensor) -> Tensor:

@@ -104,6 +104,7 @@ def _rank_prefix() -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one red line and exit code 2."""
     from . import (  # noqa: F401  (register commands)
+        fetching,
         listing,
         reporting,
         results,

@@ -12,7 +12,7 @@ from ..provenance import jsonable
 from .app import App
 from .group import cli
 
-KINDS = ("tasks", "generators", "classifiers", "benchmarks", "weights")
+KINDS = ("tasks", "generators", "classifiers", "benchmarks", "weights", "datasets")
 
 
 def _defaults_text(defaults: dict) -> str:
@@ -34,8 +34,8 @@ def _defaults_text(defaults: dict) -> str:
 @click.pass_obj
 def list_command(app: App, kind_or_pattern: str | None, pattern: str | None, fmt: str) -> None:
     """List registered components: all KINDs (tasks, generators, classifiers, benchmarks,
-    weights) or one, optionally filtered by a wildcard PATTERN (e.g. `cgnbench list 'cgn*'`,
-    `cgnbench list benchmarks 'gradcam*'`). Names are never cut."""
+    weights, datasets) or one, optionally filtered by a wildcard PATTERN (e.g.
+    `cgnbench list 'cgn*'`, `cgnbench list benchmarks 'gradcam*'`). Names are never cut."""
     kind = kind_or_pattern if kind_or_pattern in KINDS else None
     if kind is None and kind_or_pattern is not None:
         if pattern is not None:
@@ -55,13 +55,18 @@ def list_command(app: App, kind_or_pattern: str | None, pattern: str | None, fmt
                 click.echo(f"{current}\t{entry['name']}\t{entry['description']}")
         return
     for current, entries in listed.items():
-        if kind is None and not entries and (current in ("weights", "tasks") or pattern != "*"):
+        if (
+            kind is None
+            and not entries
+            and (current in ("weights", "tasks", "datasets") or pattern != "*")
+        ):
             continue  # all kinds asked: show only those with entries
         table = Table(title=f"{current} ({len(entries)})", title_justify="left")
         longest = max((len(entry["name"]) for entry in entries), default=4)
         table.add_column("name", no_wrap=True, min_width=longest)
         columns = {
-            "weights": ("description", "tags", "plugin"),
+            "weights": ("description", "size", "license", "plugin"),
+            "datasets": ("description", "size", "source", "plugin"),
             "tasks": ("description", "classes", "input", "splits", "plugin"),
         }.get(current, ("description", "version", "plugin", "defaults"))
         for column in columns:  # names (entries and plugins) are never cut or wrapped
@@ -101,14 +106,32 @@ def _entries(app: App, kind: str, pattern: str) -> list[dict]:
             )
             continue
         if kind == "weights":
+            spec = entry.spec
             rows.append(
                 {
                     "name": entry.name,
-                    "description": entry.spec.description,
-                    "tags": list(entry.spec.tags),
+                    "description": spec.description,
+                    "size": spec.size,
+                    "source": spec.urls[0] if spec.urls else (spec.source or "local only"),
+                    "sha256": spec.sha256 or "",
+                    "license": spec.license,
                     "plugin": entry.plugin,
                 }
             )
+            continue
+        if kind == "datasets":
+            spec = entry.spec
+            rows.append(
+                {
+                    "name": entry.name,
+                    "description": spec.description,
+                    "size": spec.size,
+                    "source": (spec.files[0].urls[0] if spec.downloadable
+                               else f"hf:{spec.hf_repo}" if spec.hf_repo else "local only"),
+                    "license": spec.license,
+                    "plugin": entry.plugin,
+                }
+            )  # fmt: skip
             continue
         description = entry.description
         if kind == "benchmarks":

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .. import distributed
 from ..config import load_config_file, parse_set_options
+from ..data.download import go_offline
 from ..device import DEVICE_CHOICES, PRECISION_CHOICES, resolve_device
 from ..errors import CGNBenchError, ConfigError
 from ..render import format_value
@@ -87,6 +88,12 @@ def _run_option(run_table: dict[str, Any], name: str, given: Any, default: Any) 
     help="Local data root (torchvision layout); also $CGNBENCH_DATA.",
 )
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes.")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Never touch the network (same as CGNBENCH_OFFLINE=1): a file that is not local is "
+    "one line naming it, its URL and the `cgnbench fetch` command that gets it.",
+)
 @click.option("--force", is_flag=True, help="Rerun even if this exact run already finished.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (same as cgnbench -q run).")
 @click.option(
@@ -116,6 +123,7 @@ def run_command(
     sets,
     data_dir,
     workers,
+    offline,
     force,
     quiet,
     launcher,
@@ -138,6 +146,8 @@ def run_command(
         raise ConfigError("--nproc needs --launcher torchrun")
     if quiet:
         app.quiet = True
+    if offline:
+        go_offline()
     file_config = load_config_file(config_file) if config_file else {}
     run_table = file_config.get("run", {})
     generator = _run_option(run_table, "generator", generator, None)

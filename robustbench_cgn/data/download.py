@@ -1,39 +1,49 @@
-"""Checksums, downloads and archive extraction shared by every data source.
+"""Downloads that survive the real world: resumable, locked, verified, atomically renamed.
 
-* :func:`sha256_file`, :func:`md5_file` hash a file in 1 MiB chunks.
-* :func:`verify_file` raises :class:`~robustbench_cgn.errors.ChecksumError` on a mismatch.
-* :func:`fetch_file` downloads with :mod:`urllib` (any scheme it knows, ``file://`` included)
-  into a temporary file next to ``dest``, verifies it and only then renames it into place, so an
-  interrupted download never leaves a half-written file under the final name. Every failure a
-  user can fix (offline, HTTP error, bad checksum) becomes a one-line
-  :class:`~robustbench_cgn.errors.CGNBenchError` that names the URL, the file and where to put it.
-* ``CGNBENCH_OFFLINE=1`` (:func:`offline`) makes :func:`fetch_file` refuse to touch the network:
-  a file that is not already in place is a one-line :class:`DataNotFoundError` naming its URL.
-  The test suite sets it, so no test reaches the internet by accident.
-* :func:`safe_extract` unpacks tar/zip archives and refuses members that would land outside the
-  destination (absolute paths, ``..``, links pointing out, device files).
+:func:`fetch_file` fetches one file from a list of URLs (primary first, then mirrors):
+
+* the bytes go to ``<dest>.part``; a ``.part`` left by a killed transfer is continued with an
+  HTTP ``Range`` request (a server that answers 200 instead of 206 restarts it);
+* a lock file ``<dest>.lock`` (:mod:`filelock`) makes a second process wanting the same file
+  wait for the first and then use its result instead of downloading again;
+* the finished ``.part`` is checked against ``sha256``/``md5`` and only then renamed to
+  ``dest``; a file that fails its checksum is set aside as ``<dest>.bad`` (never used, never
+  silently deleted) and the next mirror is tried;
+* an HTML page where a file was expected is followed when it is a Google Drive confirmation
+  page ("can't scan this file for viruses": a form with hidden fields) and refused otherwise;
+* ``CGNBENCH_OFFLINE=1`` (:func:`offline`) forbids the network: a missing file is one
+  :class:`~robustbench_cgn.errors.DataNotFoundError` line naming the file, its URL and ``hint``
+  (the ``cgnbench fetch`` command that gets it).
+
+Every failure a user can fix is a one-line :class:`~robustbench_cgn.errors.CGNBenchError`.
+Checksums live in :mod:`.digests`, archive extraction in :mod:`.archives` (both re-exported).
 """
 
 from __future__ import annotations
 
-import hashlib
+import http.client
 import os
-import posixpath
-import shutil
-import stat
-import tarfile
-import tempfile
+import re
+import sys
 import urllib.error
+import urllib.parse
 import urllib.request
-import zipfile
 from collections.abc import Sequence
+from contextlib import contextmanager
+from html.parser import HTMLParser
 from pathlib import Path
 
-from robustbench_cgn.errors import CGNBenchError, ChecksumError, DataNotFoundError
+from robustbench_cgn.errors import ChecksumError, DataNotFoundError
+
+from .archives import UnsafeArchiveError, safe_extract
+from .digests import cached_sha256, md5_file, sha256_file, verify_file
 
 __all__ = [
-    "UnsafeArchiveError",
     "OFFLINE_ENV",
+    "UnsafeArchiveError",
+    "cached_sha256",
+    "drive_url",
+    "go_offline",
     "fetch_file",
     "md5_file",
     "offline",
@@ -45,6 +55,8 @@ __all__ = [
 _CHUNK = 1 << 20
 OFFLINE_ENV = "CGNBENCH_OFFLINE"
 _USER_AGENT = "cgnbench (+https://pypi.org/project/cgnbench)"
+_DRIVE = "https://drive.google.com/uc?export=download&id="
+_MAX_PAGE = 1 << 20  # an HTML page bigger than this is not a confirmation page
 
 
 def offline() -> bool:
@@ -54,46 +66,20 @@ def offline() -> bool:
     return env_flag(OFFLINE_ENV)
 
 
-class UnsafeArchiveError(CGNBenchError):
-    """An archive member would be written outside the extraction folder."""
+def go_offline() -> None:
+    """Forbid downloads for the rest of this process and its children (``--offline``):
+    cgnbench's own (:data:`OFFLINE_ENV`) and the Hugging Face hub's (``HF_HUB_OFFLINE``)."""
+    os.environ[OFFLINE_ENV] = "1"
+    os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-def _hash_file(path: str | os.PathLike, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
+def drive_url(file_id: str) -> str:
+    """The download URL of a Google Drive file id (specs may also write ``gdrive:<id>``)."""
+    return _DRIVE + urllib.parse.quote(file_id, safe="-_")
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    return _hash_file(path, "sha256")
-
-
-def md5_file(path: str | os.PathLike) -> str:
-    """Hex md5 of a file's bytes (only for matching published md5 sums, not for security)."""
-    return _hash_file(path, "md5")
-
-
-def verify_file(path: str | os.PathLike, sha256: str | None = None, md5: str | None = None) -> None:
-    """Check ``path`` against the given checksums (either, both or none).
-
-    Raises :class:`DataNotFoundError` if the file is missing and :class:`ChecksumError` naming
-    the file, the expected and the actual digest on a mismatch.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"{path} does not exist")
-    for algo, expected in (("sha256", sha256), ("md5", md5)):
-        if expected is None:
-            continue
-        actual = _hash_file(path, algo)
-        if actual.lower() != expected.lower():
-            raise ChecksumError(
-                f"{path}: {algo} is {actual}, expected {expected.lower()} "
-                "(corrupt or wrong file: delete it and fetch it again)"
-            )
+def _expand(url: str) -> str:
+    return drive_url(url[len("gdrive:") :]) if url.startswith("gdrive:") else url
 
 
 def fetch_file(
@@ -102,59 +88,61 @@ def fetch_file(
     *,
     sha256: str | None = None,
     md5: str | None = None,
+    size: int | None = None,
     timeout: float = 30.0,
     hint: str = "",
+    progress: bool | None = None,
 ) -> Path:
-    """Download ``url`` to ``dest`` unless a verified copy is already there; return ``dest``.
+    """Download ``url`` (or the first mirror that works) to ``dest`` unless a verified copy is
+    already there; return ``dest``. See the module docstring for resume, lock and checksums.
 
-    ``url`` may be a list of mirrors, tried in order. The download goes to a temporary file in
-    ``dest``'s folder, is verified against ``sha256``/``md5`` and is then atomically renamed.
-    A present ``dest`` whose checksum does not match is replaced by a fresh download.
+    ``size`` (bytes, optional) lets a stale oversized ``.part`` be recognised. ``progress``:
+    show a progress bar (default: when stderr is a terminal).
 
-    Raises :class:`DataNotFoundError` when no mirror could be downloaded (offline, HTTP error,
-    timeout...): the message names the URLs that failed, the file name and the path to place it
-    at, plus ``hint``. Raises :class:`ChecksumError` when a download completes with the wrong
-    checksum (nothing is left at ``dest`` then).
+    Raises :class:`DataNotFoundError` when no URL could be downloaded (offline, HTTP error,
+    timeout...), naming the URLs that failed, the file and ``hint``; :class:`ChecksumError`
+    when every download completed with the wrong checksum (kept as ``<dest>.bad``).
     """
     dest = Path(dest)
-    urls = [url] if isinstance(url, str) else list(url)
-    if dest.is_file():
-        try:
-            verify_file(dest, sha256=sha256, md5=md5)
-            return dest
-        except ChecksumError:
-            pass  # stale or corrupt: download again below
+    urls = [_expand(u) for u in ([url] if isinstance(url, str) else list(url))]
+    if _present(dest, sha256, md5):
+        return dest
     if offline():
         raise DataNotFoundError(
-            f"{dest.name} is not at {dest} and downloads are off ({OFFLINE_ENV}=1): fetch it from "
-            f"{urls[0]} or unset {OFFLINE_ENV}" + (f"; {hint}" if hint else "")
+            f"{dest.name} is not at {dest} and downloads are off ({OFFLINE_ENV}=1): "
+            f"it comes from {urls[0]}" + (f"; {hint}" if hint else "")
         )
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataNotFoundError(f"cannot create {dest.parent} to download {dest.name}: {e}") from e
 
-    failures: list[str] = []
-    bad_sums: list[str] = []
-    for u in urls:
-        try:
-            tmp = _download_to_temp(u, dest, timeout)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            failures.append(f"{u} ({_reason(e)})")
-            continue
-        try:
-            verify_file(tmp, sha256=sha256, md5=md5)
-            os.replace(tmp, dest)
-        except ChecksumError as e:
-            bad_sums.append(f"{u}: {e}")
-            continue  # a broken mirror (or a captive portal page): try the next one
-        finally:
-            tmp.unlink(missing_ok=True)
-        return dest
+    with _locked(dest, progress):
+        if _present(dest, sha256, md5):  # another process fetched it while we waited
+            return dest
+        failures: list[str] = []
+        bad_sums: list[str] = []
+        part = dest.with_name(dest.name + ".part")
+        for u in urls:
+            try:
+                _download(u, part, timeout=timeout, size=size, progress=progress)
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+                failures.append(f"{u} ({_reason(e)})")
+                continue
+            try:
+                verify_file(part, sha256=sha256, md5=md5)
+            except ChecksumError:
+                aside = _set_aside(part, dest)
+                bad_sums.append(f"{u} (kept as {aside})")
+                continue  # a broken mirror (or a captive portal page): try the next one
+            os.replace(part, dest)
+            return dest
 
     if bad_sums:
+        expected = f"sha256 {sha256}" if sha256 else f"md5 {md5}"
         raise ChecksumError(
-            f"downloaded {dest.name} but its checksum is wrong: {'; '.join(bad_sums)}"
+            f"downloaded {dest.name} but its checksum is wrong (expected {expected}): "
+            f"{'; '.join(bad_sums)}" + (f"; {hint}" if hint else "")
         )
     msg = (
         f"could not download {dest.name}: tried {'; '.join(failures)}. "
@@ -163,18 +151,157 @@ def fetch_file(
     raise DataNotFoundError(msg + (f" ({hint})" if hint else ""))
 
 
-def _download_to_temp(url: str, dest: Path, timeout: float) -> Path:
-    """Stream ``url`` into a fresh temp file next to ``dest``; return its path."""
-    req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(name)
+def _present(dest: Path, sha256: str | None, md5: str | None) -> bool:
+    """``dest`` exists and matches; a mismatching ``dest`` is set aside (it is never used)."""
+    if not dest.is_file():
+        return False
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out, _CHUNK)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        verify_file(dest, sha256=sha256, md5=md5)
+        return True
+    except ChecksumError:
+        _set_aside(dest, dest)
+        return False
+
+
+def _set_aside(path: Path, dest: Path) -> Path:
+    aside = dest.with_name(dest.name + ".bad")
+    os.replace(path, aside)
+    return aside
+
+
+@contextmanager
+def _locked(dest: Path, progress: bool | None):
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(dest) + ".lock")
+    try:
+        lock.acquire(timeout=0.5)
+    except Timeout:
+        if _show(progress):
+            print(f"waiting for another process downloading {dest.name} ...", file=sys.stderr)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _show(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def _open(url: str, timeout: float, start: int):
+    headers = {"User-Agent": _USER_AGENT}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _download(
+    url: str, part: Path, *, timeout: float, size: int | None, progress: bool | None
+) -> None:
+    """Stream ``url`` into ``part``, continuing what is already there when the server can."""
+    have = part.stat().st_size if part.is_file() else 0
+    if size is not None and have > size:
+        part.unlink()
+        have = 0
+    try:
+        resp = _open(url, timeout, have)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # nothing left to send: the .part is complete (or stale)
+            return
         raise
-    return tmp
+    with resp:
+        resp = _past_confirmation(resp, url, timeout, have, part.name)
+        resumed = have > 0 and resp.status == 206 and _range_start(resp) == have
+        if not resumed:
+            have = 0
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length and length.isdigit() else size
+        written = have
+        with open(part, "ab" if resumed else "wb") as out, _bar(part, total, have, progress) as bar:
+            while block := resp.read(_CHUNK):
+                out.write(block)
+                written += len(block)
+                bar(len(block))
+        if total is not None and written < total:
+            raise OSError(f"transfer ended at {written} of {total} bytes; run again to resume")
+
+
+def _range_start(resp) -> int | None:
+    match = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+class _FormParser(HTMLParser):
+    """Collects the first form's action and its inputs, and links that carry ``confirm=``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+        self.confirm_links: list[str] = []
+        self._in_form = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = {k: v or "" for k, v in attrs}
+        if tag == "form" and self.action is None:
+            self.action, self._in_form = attrs.get("action", ""), True
+        elif tag == "input" and self._in_form and attrs.get("name"):
+            self.fields[attrs["name"]] = attrs.get("value", "")
+        elif tag == "a" and "confirm=" in attrs.get("href", ""):
+            self.confirm_links.append(attrs["href"])
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._in_form = False
+
+
+def _past_confirmation(resp, url: str, timeout: float, start: int, name: str):
+    """The response itself, or, for an HTML page with a download form (Google Drive's
+    confirmation for large files), the response of submitting it."""
+    kind = resp.headers.get("Content-Type", "")
+    if not kind.startswith("text/html") or name.removesuffix(".part").endswith((".html", ".htm")):
+        return resp
+    page = resp.read(_MAX_PAGE).decode("utf-8", "replace")
+    parser = _FormParser()
+    parser.feed(page)
+    if parser.action is not None and "confirm" in parser.fields:
+        action = urllib.parse.urljoin(url, parser.action)
+        target = action + ("&" if "?" in action else "?") + urllib.parse.urlencode(parser.fields)
+    elif parser.confirm_links:
+        target = urllib.parse.urljoin(url, parser.confirm_links[0].replace("&amp;", "&"))
+    else:
+        raise ValueError("got an HTML page instead of the file (a login, quota or error page)")
+    resp.close()
+    return _open(target, timeout, start)
+
+
+@contextmanager
+def _bar(part: Path, total: int | None, done: int, progress: bool | None):
+    if not _show(progress):
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bars:
+        task = bars.add_task(part.name.removesuffix(".part"), total=total, completed=done)
+        yield lambda n: bars.advance(task, n)
 
 
 def _reason(e: BaseException) -> str:
@@ -182,105 +309,6 @@ def _reason(e: BaseException) -> str:
         return f"HTTP {e.code} {e.reason}"
     if isinstance(e, urllib.error.URLError):
         return str(e.reason)
+    if isinstance(e, http.client.IncompleteRead):
+        return "the connection closed mid-transfer; run again to resume"
     return str(e) or type(e).__name__
-
-
-# ---------------------------------------------------------------------------------------------
-# archives
-
-
-def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
-    """Extract a tar (any compression) or zip ``archive`` into ``dest``; return the paths written.
-
-    Each member is checked just before it is written: absolute names, ``..`` components,
-    symlinks/hardlinks whose target resolves outside ``dest`` and device/FIFO members raise
-    :class:`UnsafeArchiveError`. Paths are resolved against what is already on disk, so a chain
-    of in-archive links cannot be used to step out either. Members before a refused one may
-    already have been extracted (always inside ``dest``). Tar members also go through
-    :mod:`tarfile`'s ``"data"`` filter (no setuid bits, no absolute links).
-    """
-    archive, dest = Path(archive), Path(dest)
-    if not archive.is_file():
-        raise DataNotFoundError(f"archive {archive} does not exist")
-    dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    with open(archive, "rb") as f:
-        head = f.read(4)
-    if head in (b"PK\x03\x04", b"PK\x05\x06"):  # local file header / empty zip
-        return _extract_zip(archive, root)
-    if tarfile.is_tarfile(archive):
-        return _extract_tar(archive, root)
-    raise CGNBenchError(f"{archive} is neither a tar nor a zip archive")
-
-
-def _inside(root: Path, path: str | os.PathLike) -> bool:
-    real = Path(os.path.realpath(path))
-    return real == root or root in real.parents
-
-
-def _check_name(archive: Path, root: Path, name: str) -> Path:
-    norm = posixpath.normpath(name.replace("\\", "/"))
-    if (
-        name.startswith(("/", "\\"))
-        or (len(name) > 1 and name[1] == ":")
-        or norm == ".."
-        or norm.startswith("../")
-        or ".." in name.replace("\\", "/").split("/")
-    ):
-        raise UnsafeArchiveError(f"{archive}: refusing member {name!r} (absolute path or '..')")
-    target = root / norm
-    if not _inside(root, target):
-        raise UnsafeArchiveError(f"{archive}: member {name!r} would be written outside {root}")
-    return target
-
-
-def _check_link(archive: Path, root: Path, name: str, link: str, hard: bool) -> None:
-    if link.startswith(("/", "\\")):
-        raise UnsafeArchiveError(f"{archive}: link {name!r} points to absolute path {link!r}")
-    base = root if hard else (root / posixpath.normpath(name)).parent
-    if not _inside(root, base / link):
-        raise UnsafeArchiveError(f"{archive}: link {name!r} -> {link!r} points outside {root}")
-
-
-def _extract_tar(archive: Path, root: Path) -> list[Path]:
-    written: list[Path] = []
-    try:
-        with tarfile.open(archive) as tf:
-            for m in tf.getmembers():
-                target = _check_name(archive, root, m.name)
-                if m.issym() or m.islnk():
-                    _check_link(archive, root, m.name, m.linkname, hard=m.islnk())
-                elif not (m.isfile() or m.isdir()):
-                    raise UnsafeArchiveError(
-                        f"{archive}: refusing special member {m.name!r} (device, FIFO...)"
-                    )
-                # extract one by one so the realpath checks above see earlier links on disk
-                if hasattr(tarfile, "data_filter"):
-                    tf.extract(m, root, filter="data")
-                else:  # pragma: no cover - Python < 3.11.4
-                    tf.extract(m, root)
-                written.append(target)
-    except tarfile.FilterError as e:
-        raise UnsafeArchiveError(f"{archive}: {e}") from None
-    except (tarfile.TarError, EOFError) as e:
-        raise CGNBenchError(f"{archive} is a damaged tar archive: {e}") from None
-    return written
-
-
-def _extract_zip(archive: Path, root: Path) -> list[Path]:
-    written: list[Path] = []
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                target = _check_name(archive, root, info.filename)
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode):
-                    # zipfile writes links as plain files holding the target: still refuse
-                    # those that point out, they would become real links for other unzippers.
-                    link = zf.read(info).decode("utf-8", "replace")
-                    _check_link(archive, root, info.filename, link, hard=False)
-                zf.extract(info, root)
-                written.append(target)
-    except (zipfile.BadZipFile, EOFError) as e:
-        raise CGNBenchError(f"{archive} is a damaged zip archive: {e}") from None
-    return written

@@ -2,10 +2,10 @@
 local weights.
 
 The feature weights (``weights-inception-2015-12-05-6726825d.pth``, torch-fidelity's
-conversion of the TF Inception) are downloaded by those libraries on first use; cgnbench never
-lets them download implicitly. It looks for the file in ``$CGNBENCH_INCEPTION_WEIGHTS``, the
-given path, or torch hub's checkpoint cache, checks it loads with ``weights_only=True`` (the
-library itself unpickles freely), and otherwise says exactly what to fetch and where.
+conversion of the TF Inception) are the registered ``inception.fid``: cgnbench resolves and
+downloads them itself (checksum, cache, ``cgnbench fetch``) instead of letting those libraries
+download implicitly, and checks the file loads with ``weights_only=True`` (the library itself
+unpickles freely).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..artifacts import WeightsSpec
 from ..errors import CGNBenchError, DataNotFoundError
+from ..resolver import override, resolve_spec, resolve_weights
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = (
@@ -24,20 +26,38 @@ INCEPTION_URL = (
 )
 
 
+#: torch-fidelity's conversion of the TF Inception (what torchmetrics' FID/IS load).
+INCEPTION_WEIGHTS = WeightsSpec(
+    "inception.fid",
+    filename=INCEPTION_FILE,
+    urls=(INCEPTION_URL,),
+    sha256="6726825d",  # the hub-style file name carries the sha256 prefix
+    size=95_628_359,
+    description="InceptionV3 feature extractor for FID / IS (torch-fidelity conversion)",
+    tags=("metrics",),
+    license="Apache-2.0 (torch-fidelity; TF Inception weights)",
+    citation="Heusel et al., GANs Trained by a Two Time-Scale Update Rule, NeurIPS 2017",
+    env="CGNBENCH_INCEPTION_WEIGHTS",
+)
+
+
 def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
-    """The local Inception weights file, or :class:`DataNotFoundError` saying how to get it."""
-    candidates = [
-        Path(p) for p in (path, os.environ.get("CGNBENCH_INCEPTION_WEIGHTS")) if p not in (None, "")
-    ]
-    candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise DataNotFoundError(
-        f"FID and the Inception Score need the Inception weights {INCEPTION_FILE}: "
-        f"download {INCEPTION_URL} "
-        f"and set CGNBENCH_INCEPTION_WEIGHTS to it (or put it in {candidates[-1].parent})"
-    )
+    """The Inception weights file: ``path``, else the registered ``inception.fid``
+    (``$CGNBENCH_INCEPTION_WEIGHTS``, torch hub's checkpoint cache, the cgnbench cache, a
+    download); otherwise :class:`DataNotFoundError` saying how to get it."""
+    if path not in (None, ""):
+        return resolve_weights(str(path), what="Inception weights").path
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if override(INCEPTION_WEIGHTS) is None and hub.is_file():
+        return hub
+    try:
+        return resolve_spec(INCEPTION_WEIGHTS).path
+    except DataNotFoundError as exc:
+        raise DataNotFoundError(
+            f"FID and the Inception Score need the Inception weights {INCEPTION_FILE}: "
+            f"`cgnbench fetch inception.fid` downloads {INCEPTION_URL} (or set "
+            f"CGNBENCH_INCEPTION_WEIGHTS to a copy, or put it in {hub.parent}) ({exc})"
+        ) from None
 
 
 def _checked_weights(weights: str | os.PathLike | None) -> Path:

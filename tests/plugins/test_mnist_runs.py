@@ -96,7 +96,7 @@ def test_zoo_name_that_is_not_trained_says_so(runner, empty_zoo):
                 overrides={"generator": {"weights": "cgn.c-mnist"}},
             )
         )
-    with pytest.raises(DataNotFoundError, match="neither a zoo name"):
+    with pytest.raises(DataNotFoundError, match="neither a registered name"):
         runner.plan(
             RunRequest(
                 generator="cgn",

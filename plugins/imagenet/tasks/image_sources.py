@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from robustbench_cgn.data.download import fetch_file, safe_extract, sha256_file
+from robustbench_cgn.artifacts import DatasetSpec, RemoteFile
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
+from robustbench_cgn.resolver import dataset_folder, resolve_dataset
 
 HF_PREFIX = "hf:"
 
@@ -50,6 +51,32 @@ class ImageSourceSpec:
     how_to_obtain: str
     archive: ReleaseArchive | None = None
     hf_repo: str | None = None
+    description: str = ""
+    license: str = ""
+    citation: str = ""
+
+    @property
+    def dataset(self) -> DatasetSpec:
+        """The fetchable dataset (``cgnbench fetch <name>``): the release archive, extracted
+        into ``<cache>/datasets/<name>``; found under ``--data-dir`` by its folder names."""
+        archive = self.archive
+        files = ()
+        if archive is not None:
+            remote = RemoteFile(archive.filename, (archive.url,), archive.sha256, archive.md5)
+            files = (remote,)
+        return DatasetSpec(
+            self.name,
+            self.description,
+            self.how_to_obtain,
+            files=files,
+            extract=True,
+            extracts_to=archive.extracts_to if archive is not None else "",
+            local=self.folder_names,
+            license=self.license,
+            citation=self.citation,
+            is_complete=self.is_release,
+            hf_repo=self.hf_repo or "",
+        )
 
 
 @dataclass(frozen=True)
@@ -74,9 +101,8 @@ def locate(
         if not repo:
             raise CGNBenchError(f"{spec.name}: give a repository after 'hf:' (e.g. hf:user/repo)")
         return LocatedSource("hf", hf_repo=repo, hf_split=split or "train")
-    cached = cache_dir / "datasets" / spec.name
     if source == "download":
-        return LocatedSource("folder", folder=download_release(spec, cached))
+        return LocatedSource("folder", folder=download_release(spec, cache_dir))
     if source != "auto":
         folder = Path(source).expanduser()
         if not folder.is_dir():
@@ -88,7 +114,7 @@ def locate(
         return LocatedSource("folder", folder=folder)
     candidates = [data_dir / name for name in spec.folder_names] if data_dir else []
     if spec.archive is not None:
-        candidates.append(cached / spec.archive.extracts_to)
+        candidates.append(dataset_folder(spec.dataset, cache_dir))
     for folder in candidates:
         if folder.is_dir() and spec.is_release(folder):
             return LocatedSource("folder", folder=folder)
@@ -96,41 +122,20 @@ def locate(
     hint = spec.how_to_obtain
     if spec.archive is not None:
         hint += (
-            f" Or let cgnbench fetch it: --set benchmark.source=download "
+            f" Or let cgnbench fetch it: `cgnbench fetch {spec.name}` "
             f"({spec.archive.url}, {spec.archive.size or 'large'})."
         )
     raise DataNotFoundError(f"{spec.name} not found (looked in: {looked}). {hint}")
 
 
-def download_release(spec: ImageSourceSpec, into: Path) -> Path:
-    """Download, verify and extract the release archive (once); returns its top folder."""
-    archive = spec.archive
-    if archive is None:
+def download_release(spec: ImageSourceSpec, cache_dir: Path) -> Path:
+    """Download, verify and extract the release archive (once) into
+    ``<cache>/datasets/<name>``; returns its top folder."""
+    if spec.archive is None:
         raise DataNotFoundError(
             f"{spec.name} has no downloadable release archive. {spec.how_to_obtain}"
         )
-    target = into / archive.extracts_to
-    if target.is_dir() and spec.is_release(target):
-        return target
-    into.mkdir(parents=True, exist_ok=True)
-    path = fetch_file(
-        archive.url,
-        into / archive.filename,
-        sha256=archive.sha256,
-        md5=archive.md5,
-        timeout=120.0,
-        hint=f"{spec.name}: {spec.how_to_obtain}",
-    )
-    digest = sha256_file(path)
-    safe_extract(path, into)
-    with open(into / "SHA256SUMS", "a") as sums:  # provenance, also without a published sum
-        sums.write(f"{digest}  {archive.filename}\n")
-    if not spec.is_release(target):
-        raise DataNotFoundError(
-            f"{spec.name}: {path.name} did not unpack to {target} in the release layout"
-        )
-    path.unlink()
-    return target
+    return resolve_dataset(spec.dataset, data_dir=None, cache_dir=cache_dir)
 
 
 def hf_image_reader(

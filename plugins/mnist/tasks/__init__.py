@@ -9,8 +9,16 @@ import torch
 from torch.utils.data import TensorDataset
 
 from robustbench_cgn import RunContext, Task, TrainingSet
+from robustbench_cgn_plugins.mnist.tasks.source import MNIST_DATASET as MNIST_DATASET
 from robustbench_cgn_plugins.mnist.tasks.source import MnistArrays, resolve_mnist
-from robustbench_cgn_plugins.mnist.tasks.variants import VariantData, build_variant, to_float
+from robustbench_cgn_plugins.mnist.tasks.variants import (
+    TEXTURES_DATASET as TEXTURES_DATASET,
+)
+from robustbench_cgn_plugins.mnist.tasks.variants import (
+    VariantData,
+    build_variant,
+    to_float,
+)
 
 DIGITS = tuple(str(d) for d in range(10))
 _DESCRIPTIONS = {

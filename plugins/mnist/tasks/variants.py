@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageColor
 
-from robustbench_cgn.data.download import fetch_file, sha256_file
+from robustbench_cgn.artifacts import DatasetSpec, RemoteFile
+from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.errors import CGNBenchError, ChecksumError, ConfigError, DataNotFoundError
+from robustbench_cgn.resolver import resolve_dataset
 from robustbench_cgn_plugins.mnist.tasks.source import MnistArrays
 
 __all__ = [
@@ -424,6 +426,23 @@ def _texture_files(folder: Path) -> dict[str, list[Path]] | None:
     return out
 
 
+#: The 20 texture photos of the authors' repository (pinned commit), ``cgnbench fetch
+#: wmnist-textures``; complete when both folders hold one file per class.
+TEXTURES_DATASET = DatasetSpec(
+    "wmnist-textures",
+    "the 20 W-MNIST texture photos (object/<i>_*.jpg, background/<i>_*.jpg)",
+    f"put them in <data-dir>/wmnist_textures or set {TEXTURES_ENV} ({_TEXTURE_LAYOUT})",
+    files=tuple(
+        RemoteFile(rel, (TEXTURES_URL + rel,), sha256=sha) for rel, sha in TEXTURE_FILES.items()
+    ),
+    local=("wmnist_textures",),
+    into="wmnist_textures",
+    license="MIT (autonomousvision/counterfactual_generative_networks)",
+    citation="Sauer & Geiger, Counterfactual Generative Networks, ICLR 2021",
+    is_complete=lambda folder: _texture_files(folder) is not None,
+)
+
+
 def resolve_textures(
     textures_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None = None
 ) -> Path:
@@ -443,16 +462,13 @@ def resolve_textures(
             )
         return folder
 
-    folder = _default_cache(cache_dir) / "wmnist_textures"
-    if _texture_files(folder) is not None:
-        return folder
     hint = f"or pass --textures-dir / set {TEXTURES_ENV} to {_TEXTURE_LAYOUT}"
     try:
-        for rel, sha in TEXTURE_FILES.items():
-            fetch_file(TEXTURES_URL + rel, folder / rel, sha256=sha, timeout=20.0, hint=hint)
+        return resolve_dataset(
+            TEXTURES_DATASET, cache_dir=_default_cache(cache_dir), search_local=False
+        )
     except (DataNotFoundError, ChecksumError) as e:
-        raise DataNotFoundError(f"W-MNIST textures unavailable: {e}") from None
-    return folder
+        raise DataNotFoundError(f"W-MNIST textures unavailable: {e} ({hint})") from None
 
 
 def _default_cache(cache_dir: str | os.PathLike | None) -> Path:

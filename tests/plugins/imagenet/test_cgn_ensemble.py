@@ -451,7 +451,7 @@ def test_missing_backbone_weights_is_a_clear_error(tmp_path, no_weights, monkeyp
         classifier.identity(IMAGENET_TASK, ctx)
 
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "missing.pth"))
-    with pytest.raises(DataNotFoundError, match=f"{WEIGHTS_ENV}=.*missing.pth does not exist"):
+    with pytest.raises(DataNotFoundError, match=f"{WEIGHTS_ENV}=.*missing.pth does not name"):
         classifier.build(IMAGENET_TASK, ctx)
     with pytest.raises(DataNotFoundError, match="backbone_weights file .* does not exist"):
         make_classifier(backbone_weights=str(tmp_path / "x.pth")).build(IMAGENET_TASK, ctx)

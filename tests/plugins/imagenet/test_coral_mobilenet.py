@@ -3,6 +3,7 @@ PyTorch module and the ``mobilenet_v2-coral`` classifier, on the real file and r
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import flatbuffers
@@ -349,18 +350,23 @@ def test_weights_resolution_and_identity(
     fake_data = tmp_path / "data"
     (fake_data / "coral").mkdir(parents=True)
     (fake_data / "coral" / TFLITE_NAME).write_bytes(other.read_bytes())
-    with pytest.raises(ChecksumError, match="not the Coral release"):
+    with pytest.raises(ChecksumError, match="mobilenet_v2.coral copy under --data-dir"):
         coral_classifier.resolve_tflite("auto", make_context(tmp_path, fake_data))
     # nothing local: identity is the pinned release hash without downloading; the download
-    # goes to <cache>/downloads and is checked (here from a file:// mirror)
+    # goes to <cache>/weights/mobilenet_v2.coral and is checked (here from a file:// mirror)
     offline = make_context(tmp_path, None)
     assert classifier.identity(IMAGENET_TASK, offline) == {"weights_sha256": TFLITE_SHA256}
-    monkeypatch.setattr(coral_classifier, "TFLITE_URLS", (tmp_path.joinpath("x").as_uri(),))
+    spec = coral_classifier.CORAL_WEIGHTS
+    missing = dataclasses.replace(spec, urls=(tmp_path.joinpath("x").as_uri(),))
+    monkeypatch.setattr(coral_classifier, "CORAL_WEIGHTS", missing)
     with pytest.raises(DataNotFoundError, match=f"could not download {TFLITE_NAME}"):
         coral_classifier.resolve_tflite("auto", offline)
-    monkeypatch.setattr(coral_classifier, "TFLITE_URLS", (tflite_path.as_uri(),))
+    monkeypatch.setattr(
+        coral_classifier, "CORAL_WEIGHTS", dataclasses.replace(spec, urls=(tflite_path.as_uri(),))
+    )
     fetched = coral_classifier.resolve_tflite("auto", offline)
-    assert fetched == tmp_path / "cache" / "downloads" / TFLITE_NAME and fetched.is_file()
+    expected = tmp_path / "cache" / "weights" / "mobilenet_v2.coral" / TFLITE_NAME
+    assert fetched == expected and fetched.is_file()
 
 
 def _load_subset(folder: Path, size: int, resize_to: int, step: int = 10):

@@ -299,7 +299,10 @@ def test_weights_from_the_environment(tmp_path, monkeypatch):
 
 def test_missing_weights_name_the_file_its_source_and_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-    for path, named in ((tmp_path / "nope.bin", "nope.bin"), (None, "is not set")):
+    for path, named in (
+        (tmp_path / "nope.bin", "nope.bin"),
+        (None, "cgnbench fetch biggan.deep-256"),
+    ):
         with pytest.raises(DataNotFoundError) as info:
             load_biggan_weights(_tiny(), path)
         message = str(info.value)

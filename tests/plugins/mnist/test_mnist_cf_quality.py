@@ -117,7 +117,7 @@ def test_shipped_dcgan_samples_show_their_digit(shared_data, digit_classifier, n
     from robustbench_cgn_plugins.mnist import zoo
     from robustbench_cgn_plugins.mnist.training import load_dcgan_generator
 
-    _, path = zoo.resolve_weights(name, "dcgan", "")
+    path = zoo.resolve_weights(name, "dcgan", "").path
     benchmark = name.split(".", 1)[1]
     hists = _reading(shared_data, benchmark)
     correct, labels = dcgan_sample_agreement(load_dcgan_generator(path), digit_classifier, hists)
@@ -134,5 +134,5 @@ def test_shipped_dcgan_samples_show_their_digit(shared_data, digit_classifier, n
 def test_shipped_cgn_masks_are_their_digit(digit_classifier, name):
     from robustbench_cgn_plugins.mnist import zoo
 
-    _, path = zoo.resolve_weights(name, "cgn", "")
+    path = zoo.resolve_weights(name, "cgn", "").path
     _check_masks(load_cgn_checkpoint(path), digit_classifier, name)

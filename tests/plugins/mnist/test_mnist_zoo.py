@@ -46,7 +46,8 @@ def test_only_shipped_entries_are_listed_with_their_record(zoo_dir):
 
 
 def test_auto_resolves_to_the_task_entry_and_loads_strictly(zoo_dir):
-    label, path = zoo.resolve_weights("auto", "cgn", "colored-mnist")
+    resolved = zoo.resolve_weights("auto", "cgn", "colored-mnist")
+    label, path = resolved.label, resolved.path
     assert label == "cgn.c-mnist" and path == zoo_dir / "cgn.c-mnist.pth"
     load_cgn_checkpoint(path)  # strict, weights_only
     with pytest.raises(DataNotFoundError, match="'cgn.w-mnist' are not trained yet"):
@@ -72,7 +73,8 @@ def test_every_shipped_entry_verifies_loads_and_records_how_it_was_made(name):
 
     component, tag = name.split(".")
     task = {v: k for k, v in zoo.ZOO_TAG_OF_TASK.items()}[tag]
-    label, path = zoo.resolve_weights("auto", component, task)  # checksum verified
+    resolved = zoo.resolve_weights("auto", component, task)  # checksum verified
+    label, path = resolved.label, resolved.path
     assert label == name
     (load_cgn_checkpoint if component == "cgn" else load_dcgan_generator)(path)  # strict
     (spec,) = [s for s in zoo.shipped_weights() if s.name == name]

