@@ -99,7 +99,8 @@ class DatasetSpec:
     ``files`` (archives when ``extract``), the folder a release archive unpacks to
     (``extracts_to``), where a user's copy may already be (``local``: folder names under
     ``--data-dir``) and ``is_complete`` (does a folder hold the release?). Downloads land in
-    ``<cache>/<into>`` (default ``datasets/<name>``)."""
+    ``<cache>/<into>`` (default ``datasets/<name>``). ``env``: a legacy environment variable
+    naming a user's folder (read only by :mod:`robustbench_cgn.resolver`)."""
 
     name: str
     description: str = ""
@@ -113,6 +114,8 @@ class DatasetSpec:
     citation: str = ""
     is_complete: Callable[[Path], bool] | None = None
     hf_repo: str = ""  # a ``datasets`` repository that serves it instead of files
+    env: str = ""
+    approx_size: str = ""  # e.g. "1.6 GB", where the files' exact sizes are not pinned
 
     @property
     def cache_subdir(self) -> str:

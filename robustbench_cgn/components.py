@@ -19,6 +19,7 @@ import fnmatch
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -175,8 +176,10 @@ class Component(ABC):
         ``weights`` setting when it is neither ``auto`` nor a local file (a registered name
         or a URL); components whose ``auto`` means a registered file name it themselves."""
         weights = str(getattr(self.config, "weights", "") or "").strip()
-        if weights in ("", "auto", "random", "none") or "/" in weights and "://" not in weights:
+        if weights in ("", "auto", "random", "none"):
             return []
+        if "://" not in weights and ("/" in weights or Path(weights).expanduser().exists()):
+            return []  # a local file
         return [weights]
 
     def prefetch(self, task: Task) -> None:  # noqa: B027 - optional hook, empty by default

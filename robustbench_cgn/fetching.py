@@ -15,9 +15,28 @@ from .artifacts import DatasetSpec, WeightsSpec
 from .data.digests import cached_sha256
 from .errors import CGNBenchError, DataNotFoundError, UnknownNameError
 from .registry import Registries
-from .resolver import dataset_folder, iter_files, resolve_dataset, resolve_spec
+from .resolver import (
+    URL_SCHEMES,
+    dataset_folder,
+    iter_files,
+    resolve_dataset,
+    resolve_spec,
+    resolve_weights,
+)
 
-__all__ = ["CachedItem", "Fetched", "cached_items", "expand_names", "fetch", "fetch_one"]
+__all__ = [
+    "CachedItem",
+    "Fetchable",
+    "Fetched",
+    "cached_items",
+    "expand_names",
+    "fetch",
+    "fetch_one",
+    "item_name",
+]
+
+#: A registered weights file or dataset, or the URL of a weights file.
+Fetchable = WeightsSpec | DatasetSpec | str
 
 
 @dataclass(frozen=True)
@@ -44,14 +63,21 @@ class CachedItem:
     path: Path
 
 
-def expand_names(names: Iterable[str], registries: Registries) -> list[WeightsSpec | DatasetSpec]:
-    """Registered weights and datasets by name (wildcards allowed), in the order given.
-    An unknown name is one :class:`UnknownNameError` with close matches."""
+def item_name(item: Fetchable) -> str:
+    return item if isinstance(item, str) else item.name
+
+
+def expand_names(names: Iterable[str], registries: Registries) -> list[Fetchable]:
+    """Registered weights and datasets by name (wildcards allowed) and weights URLs, in the
+    order given. An unknown name is one :class:`UnknownNameError` with close matches."""
     weights = {entry.name: entry.spec for entry in registries.weights}
     datasets = {entry.name: entry.spec for entry in registries.datasets}
     known = {**weights, **datasets}
-    out: list[WeightsSpec | DatasetSpec] = []
+    out: list[Fetchable] = []
     for name in names:
+        if name.startswith(URL_SCHEMES):
+            out.append(name)
+            continue
         matched = sorted(n for n in known if fnmatch.fnmatchcase(n, name))
         if not matched:
             close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
@@ -61,12 +87,16 @@ def expand_names(names: Iterable[str], registries: Registries) -> list[WeightsSp
 
 
 def fetch_one(
-    spec: WeightsSpec | DatasetSpec,
+    spec: Fetchable,
     *,
     data_dir: Path | None,
     cache_dir: Path,
 ) -> Fetched:
     """Make one item local (found, cached or downloaded) and describe it."""
+    if isinstance(spec, str):  # a URL, as `weights=URL` would fetch it at run time
+        resolved = resolve_weights(spec, cache_dir=cache_dir)
+        size = resolved.path.stat().st_size
+        return Fetched(spec, "weights", resolved.path, size, resolved.sha256, resolved.origin)
     if isinstance(spec, WeightsSpec):
         resolved = resolve_spec(spec, data_dir=data_dir, cache_dir=cache_dir)
         size = resolved.path.stat().st_size
@@ -103,11 +133,11 @@ def _fetch_hf(spec: DatasetSpec) -> Fetched:
 
 
 def fetch(
-    specs: Iterable[WeightsSpec | DatasetSpec],
+    specs: Iterable[Fetchable],
     *,
     data_dir: Path | None,
     cache_dir: Path,
-    on_item: Callable[[WeightsSpec | DatasetSpec], None] | None = None,
+    on_item: Callable[[Fetchable], None] | None = None,
 ) -> tuple[list[Fetched], list[tuple[str, str]]]:
     """Fetch every item; returns what worked and ``(name, one-line reason)`` for what did not
     (one failure does not stop the others)."""
@@ -119,7 +149,7 @@ def fetch(
         try:
             done.append(fetch_one(spec, data_dir=data_dir, cache_dir=cache_dir))
         except CGNBenchError as exc:
-            failed.append((spec.name, str(exc)))
+            failed.append((item_name(spec), str(exc)))
     return done, failed
 
 

@@ -21,6 +21,7 @@ component asks) and recorded by components in their identity and provenance.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import urllib.parse
@@ -293,7 +294,20 @@ def _resolve_url(url: str, cache_dir: str | os.PathLike | None) -> ResolvedFile:
     path = fetch_file(
         url, folder / tail, timeout=60.0, hint=f"or download {url} yourself and pass its path"
     )
+    _fetch_sidecar(url, path)
     return ResolvedFile(path, cached_sha256(path), url, "url")
+
+
+def _fetch_sidecar(url: str, path: Path) -> None:
+    """Fetch the JSON sidecar an exported weights file may have beside it (``x.pth`` ->
+    ``x.json``: architecture and settings), when the server has one; none is fine."""
+    sidecar = path.with_suffix(".json")
+    parsed = urllib.parse.urlparse(url)
+    stem, dot, _ = parsed.path.rpartition(".")
+    if sidecar.exists() or path.suffix == ".json" or not dot:
+        return
+    with contextlib.suppress(DataNotFoundError, ChecksumError):
+        fetch_file(parsed._replace(path=stem + ".json").geturl(), sidecar, timeout=60.0)
 
 
 # --- datasets -----------------------------------------------------------------------------------
@@ -334,7 +348,16 @@ def resolve_dataset(
 ) -> Path:
     """The folder holding ``spec``: a ``--data-dir`` copy (unless ``search_local`` is off),
     else the cache, else downloaded (files verified; archives extracted safely and deleted,
-    their sha256 kept in ``SHA256SUMS`` beside them)."""
+    their sha256 kept in ``SHA256SUMS`` beside them). A folder named by the spec's ``env``
+    variable comes first and must be complete."""
+    given = os.environ.get(spec.env, "").strip() if spec.env else ""
+    if given:
+        folder = Path(given).expanduser()
+        if not _complete(spec, folder):
+            raise DataNotFoundError(
+                f"{spec.env}={given} does not hold {spec.name}: {spec.how_to_obtain}".rstrip(": ")
+            )
+        return folder
     local = local_dataset(spec, data_dir) if search_local else None
     if local is not None:
         return local

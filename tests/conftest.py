@@ -155,6 +155,16 @@ def downloads_allowed(monkeypatch):
 
 
 @pytest.fixture
+def release_server(downloads_allowed):
+    """A real HTTP server on 127.0.0.1 serving release files (``tests/release_server.py``)."""
+    from release_server import ReleaseServer
+
+    server = ReleaseServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def mnist_runner(tmp_path, mnist_dir):
     """A runner with the installed plugins, a fresh store and MNIST from :func:`mnist_dir`."""
     from robustbench_cgn.plugin_manager import load_plugins

@@ -133,3 +133,54 @@ def test_a_planted_violation_of_each_rule_is_found(tmp_path):
     assert [line for line in found if "click" in line] == [
         "plugins/imagenet/leak.py: imports click (only the CLI may)"
     ]
+
+
+def _environ_reads(path: Path):
+    """``(line, argument node)`` of every ``os.environ.get(X)``, ``os.environ[X]``,
+    ``os.getenv(X)`` and ``X in os.environ`` in a source file."""
+
+    def is_environ(node) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            func = node.func
+            if (func.attr == "get" and is_environ(func.value)) or func.attr == "getenv":
+                yield node.lineno, node.args[0]
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "env_flag":
+            yield node.lineno, node.args[0]
+        elif isinstance(node, ast.Subscript) and is_environ(node.value):
+            if not isinstance(node.ctx, ast.Store):
+                yield node.lineno, node.slice
+        elif isinstance(node, ast.Compare) and any(is_environ(c) for c in node.comparators):
+            yield node.lineno, node.left
+
+
+def _variable(module_name: str, node) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        import importlib
+
+        return getattr(importlib.import_module(module_name), node.id, None)
+    return None  # computed (e.g. a spec's env field): only the resolver does that
+
+
+def test_one_place_reads_weights_and_data_environment_variables():
+    """Issue 19: the resolver is the only reader of weights/data variables (the registered
+    specs' legacy ones, CGNBENCH_WEIGHTS, CGNBENCH_MIRROR); computed names too."""
+    from robustbench_cgn.plugin_manager import load_plugins
+
+    registries = load_plugins().registries
+    specs = [e.spec for e in registries.weights] + [e.spec for e in registries.datasets]
+    forbidden = {s.env for s in specs if s.env} | {"CGNBENCH_WEIGHTS", "CGNBENCH_MIRROR"}
+    assert {"CGNBENCH_CGN_IMAGENET_WEIGHTS", "CGNBENCH_WMNIST_TEXTURES"} <= forbidden
+    readers = []
+    for module, path, _ in _modules(REPO_ROOT):
+        for line, node in _environ_reads(path):
+            variable = _variable(module, node)
+            if module == "robustbench_cgn.settings" and getattr(node, "id", "") == "name":
+                continue  # env_flag(name): its callers' names are checked where they call it
+            if variable is None or variable in forbidden:
+                readers.append(f"{path.relative_to(REPO_ROOT)}:{line} {variable}")
+    assert readers and all(r.startswith("robustbench_cgn/resolver.py:") for r in readers), readers

@@ -82,20 +82,22 @@ class CGNImageNetGenerator(Generator):
 
     # -- weights --
 
-    def _weights_id(self) -> tuple[str, str]:
+    def _weights_id(self, ctx: RunContext) -> tuple[str, str]:
         """``(label, id)``: the file and its sha256, or the random CGN's description."""
         config = self.config
         if config.weights.strip() == RANDOM:
             label = f"random:{config.architecture}:{config.u2net_variant}"
             return label, label
-        resolved = resolve_cgn_file(config.weights)
+        resolved = resolve_cgn_file(config.weights, data_dir=ctx.data_dir, cache_dir=ctx.cache_dir)
         return resolved.label, resolved.sha256
 
-    def load_cgn(self, device: torch.device | str = "cpu") -> ImageNetCGN:
+    def load_cgn(self, ctx: RunContext) -> ImageNetCGN:
         config = self.config
         if config.weights.strip() == RANDOM:
-            return random_cgn(config.architecture, config.u2net_variant).to(device)
-        cgn, _ = load_cgn_weights(config.weights, device=device)
+            return random_cgn(config.architecture, config.u2net_variant).to(ctx.device)
+        cgn, _ = load_cgn_weights(
+            config.weights, device=ctx.device, data_dir=ctx.data_dir, cache_dir=ctx.cache_dir
+        )
         return cgn
 
     def requirements(self, task: Task) -> list[str]:
@@ -105,7 +107,7 @@ class CGNImageNetGenerator(Generator):
         return [] if weights == RANDOM else super().requirements(task)
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
-        label, digest = self._weights_id()
+        label, digest = self._weights_id(ctx)
         return {"weights": label, "weights_sha256": digest}
 
     # -- data --
@@ -119,12 +121,12 @@ class CGNImageNetGenerator(Generator):
 
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet:
         config = self.config
-        label, digest = self._weights_id()
+        label, digest = self._weights_id(ctx)
         folder = ctx.cache_dir / "cgn-imagenet" / self._cache_key(digest, ctx.seed)
         status = dataset_status(folder)
         complete = bool(status and status.get("complete"))
         if not (complete and status.get("n") == config.n_counterfactuals):  # type: ignore[union-attr]
-            cgn = self.load_cgn(ctx.device)
+            cgn = self.load_cgn(ctx)
             precision = ctx.precision if ctx.device.type == "cuda" else "fp32"
             with ctx.progress.task(
                 "generating ImageNet counterfactuals", total=config.n_counterfactuals
@@ -166,7 +168,7 @@ class CGNImageNetGenerator(Generator):
         config = self.config
         if n < 1:
             raise ConfigError("n must be >= 1")
-        cgn = self.load_cgn(ctx.device)
+        cgn = self.load_cgn(ctx)
         images, labels, masks = [], [], []
         with torch.no_grad():
             for start in range(0, n, config.batch_size):

@@ -66,20 +66,31 @@ AUTHORS_WEIGHTS = WeightsSpec(
 CGN_IMAGENET_WEIGHTS = {AUTHORS_WEIGHTS.name: AUTHORS_WEIGHTS}
 
 
-def resolve_cgn_file(weights: str | os.PathLike[str] | None) -> ResolvedFile:
+def resolve_cgn_file(
+    weights: str | os.PathLike[str] | None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> ResolvedFile:
     """``weights``: ``auto``/empty (the authors' ``cgn-imagenet.authors``: override
     ``$CGNBENCH_CGN_IMAGENET_WEIGHTS``, ``<data-dir>/cgn_imagenet/cgn.pth``, the cache, a
     download), a registered name, a URL or a file; a one-line error when none is found."""
     text = "" if weights is None else str(weights).strip()
     try:
-        return resolve_weights(text or "auto", default=AUTHORS_WEIGHTS.name,
-                               specs=CGN_IMAGENET_WEIGHTS, what="ImageNet CGN weights")  # fmt: skip
+        return resolve_weights(
+            text or "auto",
+            default=AUTHORS_WEIGHTS.name,
+            specs=CGN_IMAGENET_WEIGHTS,
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            what="ImageNet CGN weights",
+        )
     except DataNotFoundError as exc:
         raise DataNotFoundError(
-            f"cgn-imagenet needs trained CGN weights ({str(exc).rstrip('.')}): "
-            f"`cgnbench fetch {AUTHORS_WEIGHTS.name}` downloads the authors' cgn.pth, "
-            "`cgnbench train-cgn-imagenet` trains one; pass weights=<file> or set "
-            f"{WEIGHTS_ENV} (weights=random for a smoke test)"
+            f"cgn-imagenet needs trained CGN weights: {str(exc).rstrip('.')}. "
+            f"`cgnbench fetch {AUTHORS_WEIGHTS.name}` gets the authors' cgn.pth, "
+            "`cgnbench train-cgn-imagenet` trains one, weights=<file or URL> uses another "
+            "(weights=random for a smoke test)"
         ) from None
 
 
@@ -99,11 +110,15 @@ def random_cgn(
 
 
 def load_cgn_weights(
-    weights: str | os.PathLike[str] | None, *, device: str | torch.device = "cpu"
+    weights: str | os.PathLike[str] | None,
+    *,
+    device: str | torch.device = "cpu",
+    data_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[ImageNetCGN, dict[str, Any]]:
     """The CGN in ``weights`` (module docstring), in eval mode on ``device``, and its metadata
     (the sidecar, or :data:`AUTHORS_RELEASE`, plus ``weights_sha256``)."""
-    resolved = resolve_cgn_file(weights)
+    resolved = resolve_cgn_file(weights, data_dir=data_dir, cache_dir=cache_dir)
     path = resolved.path
     sidecar = path.with_suffix(".json")
     meta: dict[str, Any] = dict(AUTHORS_RELEASE)

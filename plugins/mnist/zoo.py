@@ -79,6 +79,7 @@ def _spec(name: str) -> WeightsSpec:
         name,
         source=f"package:{WEIGHTS_PACKAGE}/{WEIGHTS_FOLDER}/{name}.pth",
         sha256=record.get("weights_sha256"),
+        size=_weights_file(name).stat().st_size,
         description=(
             f"{record.get('model')} on {record.get('variant')} MNIST, "
             f"{record.get('iterations')} iterations ({_recipe(record)})"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from ..errors import CGNBenchError, ConfigError
-from ..fetching import cached_items, expand_names, fetch
+from ..fetching import cached_items, expand_names, fetch, item_name
 from ..runner import Runner, RunRequest
 from .app import App
 from .group import cli
@@ -46,9 +49,18 @@ def _size(n: int) -> str:
     help="Local data root: copies found there are used instead of downloading.",
 )
 @click.option("--list", "show_list", is_flag=True, help="Show what the cache holds.")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="json: what was fetched (or the cache, with --list) as a list of objects.",
+)
 @click.pass_obj
 def fetch_command(
-    app: App, names, for_run, generator, benchmark, classifier, sets, data_dir, show_list
+    app: App, names, for_run, generator, benchmark, classifier, sets, data_dir, show_list, fmt
 ) -> None:
     """Download registered weights and datasets (NAME: see `cgnbench list weights` and
     `cgnbench list datasets`; wildcards allowed), or all a run needs (--for), into the cache
@@ -56,7 +68,7 @@ def fetch_command(
     --offline`. Files are checked against their checksums; interrupted downloads resume."""
     paths = app.paths(data_dir)
     if show_list:
-        _show_cache(app, paths.cache)
+        _show_cache(app, paths.cache, fmt)
         return
     if for_run and names:
         raise ConfigError("give NAMEs or --for with -g/-b, not both")
@@ -80,17 +92,11 @@ def fetch_command(
         for component in assembly.components():
             wanted.extend(component.requirements(assembly.task))
             prefetch.append(component)
-        known = {e.name for e in registries.weights} | {e.name for e in registries.datasets}
-        urls = [w for w in wanted if w not in known]
-        names = tuple(dict.fromkeys(w for w in wanted if w in known))
-        for url in urls:
-            app.err_console.print(f"{escape(url)}: not a registered name; fetched at run time")
-        specs = expand_names(names, registries)
-    else:
-        specs = expand_names(names, registries)
+        names = tuple(dict.fromkeys(wanted))  # registered names and weights URLs
+    specs = expand_names(names, registries)
 
     def announce(spec) -> None:
-        app.progress.log(f"fetching {spec.name} ...")
+        app.progress.log(f"fetching {item_name(spec)} ...")
 
     done, failed = fetch(specs, data_dir=paths.data, cache_dir=paths.cache, on_item=announce)
     if for_run:
@@ -99,6 +105,8 @@ def fetch_command(
                 component.prefetch(assembly.task)
             except CGNBenchError as exc:
                 failed.append((f"{component.kind} {component.name}", str(exc)))
+    if fmt == "json":
+        click.echo(_json(done))
     table = Table(title="fetched", title_justify="left")
     for column in ("name", "kind", "size", "sha256", "where", "path"):
         table.add_column(column, overflow="fold")
@@ -107,9 +115,9 @@ def fetch_command(
             item.name, item.kind, _size(item.size), item.sha256[:16] or "-", item.origin,
             escape(str(item.path)),
         )  # fmt: skip
-    if done:
+    if done and fmt == "table":
         app.console.print(table)
-    elif not failed:
+    elif not failed and fmt == "table":
         app.console.print("nothing to fetch: this run needs no registered files")
     for name, reason in failed:
         app.err_console.print(
@@ -119,8 +127,17 @@ def fetch_command(
         raise SystemExit(1)
 
 
-def _show_cache(app: App, cache) -> None:
+def _json(items) -> str:
+    return json.dumps(
+        [{**dataclasses.asdict(item), "path": str(item.path)} for item in items], indent=2
+    )
+
+
+def _show_cache(app: App, cache, fmt: str) -> None:
     items = cached_items(cache)
+    if fmt == "json":
+        click.echo(_json(items))
+        return
     if not items:
         app.console.print(f"the cache {cache} holds no fetched weights or datasets")
         return

@@ -114,6 +114,7 @@ def _entries(app: App, kind: str, pattern: str) -> list[dict]:
                     "size": spec.size,
                     "source": spec.urls[0] if spec.urls else (spec.source or "local only"),
                     "sha256": spec.sha256 or "",
+                    "checksum": _checksum([spec]),
                     "license": spec.license,
                     "plugin": entry.plugin,
                 }
@@ -125,7 +126,8 @@ def _entries(app: App, kind: str, pattern: str) -> list[dict]:
                 {
                     "name": entry.name,
                     "description": spec.description,
-                    "size": spec.size,
+                    "size": spec.size or spec.approx_size or None,
+                    "checksum": _checksum(spec.files) if spec.files else "-",
                     "source": (spec.files[0].urls[0] if spec.downloadable
                                else f"hf:{spec.hf_repo}" if spec.hf_repo else "local only"),
                     "license": spec.license,
@@ -198,3 +200,17 @@ def plugins_command(app: App, as_json: bool) -> None:
     app.console.print(table)
     if system.blocked:
         app.console.print(f"blocked: {', '.join(system.blocked)}")
+
+
+def _checksum(files) -> str:
+    """How a download is checked: the pinned digest (shortened), or that none is published
+    (the sha256 of the first download is then recorded and shown by `fetch --list`)."""
+    if len(files) > 1:
+        kinds = {"sha256" if f.sha256 else "md5" if f.md5 else "" for f in files}
+        return f"{kinds.pop()} per file ({len(files)} files)" if "" not in kinds else "partly"
+    (file,) = files
+    if file.sha256:
+        return f"sha256 {file.sha256[:16]}" + ("" if len(file.sha256) < 64 else "...")
+    if file.md5:
+        return f"md5 {file.md5}"
+    return "none published (recorded at first fetch)"

@@ -110,7 +110,7 @@ def fetch_file(
     if offline():
         raise DataNotFoundError(
             f"{dest.name} is not at {dest} and downloads are off ({OFFLINE_ENV}=1): "
-            f"it comes from {urls[0]}" + (f"; {hint}" if hint else "")
+            f"it comes from {' or '.join(urls)}" + (f"; {hint}" if hint else "")
         )
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,8 @@ def _download(
         total = have + int(length) if length and length.isdigit() else size
         written = have
         with open(part, "ab" if resumed else "wb") as out, _bar(part, total, have, progress) as bar:
-            while block := resp.read(_CHUNK):
+            read = getattr(resp, "read1", resp.read)  # what has arrived: the .part grows
+            while block := read(_CHUNK):
                 out.write(block)
                 written += len(block)
                 bar(len(block))

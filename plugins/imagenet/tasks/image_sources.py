@@ -76,6 +76,7 @@ class ImageSourceSpec:
             citation=self.citation,
             is_complete=self.is_release,
             hf_repo=self.hf_repo or "",
+            approx_size=archive.size if archive is not None else "",
         )
 
 

@@ -440,6 +440,7 @@ TEXTURES_DATASET = DatasetSpec(
     license="MIT (autonomousvision/counterfactual_generative_networks)",
     citation="Sauer & Geiger, Counterfactual Generative Networks, ICLR 2021",
     is_complete=lambda folder: _texture_files(folder) is not None,
+    env=TEXTURES_ENV,
 )
 
 
@@ -453,9 +454,8 @@ def resolve_textures(
     complete; else download the authors' files (pinned commit, sha256-checked) into it. Offline,
     :class:`DataNotFoundError` names the layout to provide.
     """
-    explicit = textures_dir if textures_dir is not None else os.environ.get(TEXTURES_ENV) or None
-    if explicit is not None:
-        folder = Path(explicit).expanduser()
+    if textures_dir is not None:
+        folder = Path(textures_dir).expanduser()
         if _texture_files(folder) is None:
             raise DataNotFoundError(
                 f"W-MNIST textures not found in {folder}: expected {_TEXTURE_LAYOUT}"

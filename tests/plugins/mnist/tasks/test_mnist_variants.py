@@ -241,13 +241,16 @@ def test_resolve_textures(textures, tmp_path, monkeypatch, downloads_allowed):
     with pytest.raises(DataNotFoundError, match="object/<i>_"):
         mv.resolve_textures(tmp_path / "nope", tmp_path)
     monkeypatch.delenv(mv.TEXTURES_ENV)
-    # download path, with the shared copy as the 'repository' (file:// URL)
-    monkeypatch.setattr(mv, "TEXTURES_URL", textures.as_uri() + "/")
+    # download path: a CGNBENCH_MIRROR (file:// here) laid out as <mirror>/<dataset>/<file>
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / mv.TEXTURES_DATASET.name).symlink_to(textures)
+    monkeypatch.setenv("CGNBENCH_MIRROR", mirror.as_uri())
     got = mv.resolve_textures(None, tmp_path / "cache")
     assert got == tmp_path / "cache" / "wmnist_textures"
     assert len(list(got.glob("*/*.jpg"))) == 20
-    # offline
-    monkeypatch.setattr(mv, "TEXTURES_URL", "file:///nonexistent/textures/")
+    # offline: nothing cached, no network
+    monkeypatch.setenv("CGNBENCH_OFFLINE", "1")
     with pytest.raises(DataNotFoundError) as info:
         mv.resolve_textures(None, tmp_path / "other")
     msg = str(info.value)
