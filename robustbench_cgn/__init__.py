@@ -17,6 +17,7 @@ from .components import (
     TrainingSet,
     concat_training_sets,
 )
+from .config import Range, bounded
 from .context import RunContext
 from .errors import (
     CGNBenchError,
@@ -24,6 +25,7 @@ from .errors import (
     ConfigError,
     DataNotFoundError,
     IncompatibleError,
+    RunBusyError,
     UnknownNameError,
 )
 from .evaluation import Predictions, accuracy, predict_dataset
@@ -47,13 +49,16 @@ __all__ = [
     "MetricSpec",
     "NoConfig",
     "Predictions",
+    "Range",
     "RemoteFile",
     "RunContext",
     "Task",
     "TrainingSet",
+    "RunBusyError",
     "UnknownNameError",
     "WeightsSpec",
     "accuracy",
+    "bounded",
     "concat_training_sets",
     "get_task",
     "hookimpl",

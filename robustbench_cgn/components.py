@@ -72,6 +72,14 @@ class Task:
     data_identity: Callable[[RunContext], dict[str, Any]] | None = field(
         default=None, compare=False, repr=False
     )
+    #: Makes sure the data the task needs beyond its loader's first step is there (fetching
+    #: it where allowed), raising one line otherwise; the runner calls it before a run starts,
+    #: so a missing file is found before generation and training, not after.
+    prepare: Callable[[RunContext], None] | None = field(default=None, compare=False, repr=False)
+
+    def check_data(self, ctx: RunContext) -> None:
+        if self.prepare is not None:
+            self.prepare(ctx)
 
     def load(self, split: str, ctx: RunContext, seed: int = 0) -> TrainingSet:
         """The ``split`` of this task's own data, as ``(image, label)`` pairs that keep the

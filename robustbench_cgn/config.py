@@ -34,16 +34,80 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    unknown = set(data) - set(SECTIONS) - {"run"}
-    if unknown:
+    except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"config file {path}: unknown section(s) {sorted(unknown)}; "
-            f"allowed: run, {', '.join(SECTIONS)}"
-        )
+            f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    for section in data:
+        if section not in (*SECTIONS, "run"):
+            raise ConfigError(
+                f"config file {path}: unknown section [{section}]"
+                + did_you_mean(section, ("run", *SECTIONS))
+                + f"; allowed: run, {', '.join(SECTIONS)}"
+            )
     for section, table in data.items():
         if not isinstance(table, dict):
             raise ConfigError(f"config file {path}: [{section}] must be a table")
     return data
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric option accepts: ``min``/``max`` inclusive, ``above``/``below``
+    exclusive (any may be ``None``)."""
+
+    min: float | None = None
+    max: float | None = None
+    above: float | None = None
+    below: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        """Why ``value`` is out of range (``"must be >= 1"``), or ``None``."""
+        checks = (
+            (self.min, value >= (self.min or 0), ">="),
+            (self.max, value <= (self.max or 0), "<="),
+            (self.above, value > (self.above or 0), ">"),
+            (self.below, value < (self.below or 0), "<"),
+        )
+        failed = [f"{sign} {bound:g}" for bound, ok, sign in checks if bound is not None and not ok]
+        return f"must be {' and '.join(failed)}" if failed else None
+
+    def describe(self) -> str:
+        parts = [
+            f"{sign} {bound:g}"
+            for bound, sign in ((self.min, ">="), (self.above, ">"), (self.max, "<="),
+                                (self.below, "<"))
+            if bound is not None
+        ]  # fmt: skip
+        return " and ".join(parts)
+
+
+def bounded(
+    default: float,
+    *,
+    min: float | None = None,  # noqa: A002 - the names users read in messages
+    max: float | None = None,  # noqa: A002
+    above: float | None = None,
+    below: float | None = None,
+) -> Any:
+    """A numeric ``Config`` field with its declared :class:`Range`, checked by
+    :func:`build_config` before anything runs: ``epochs: int = bounded(10, min=1, max=10_000)``.
+    """
+    return dataclasses.field(default=default, metadata={"range": Range(min, max, above, below)})
+
+
+def field_range(field: dataclasses.Field) -> Range | None:
+    """The declared range of a ``Config`` field, or ``None``."""
+    return field.metadata.get("range")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, else an empty string."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_set_options(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -78,6 +142,10 @@ def build_config(config_cls: type, overrides: Mapping[str, Any], *, owner: str) 
             values[key] = coerce(raw, hints[key])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{owner} option {key!r}: {exc}") from None
+        declared = field_range(fields[key])
+        problem = declared.problem(values[key]) if declared and values[key] is not None else None
+        if problem:
+            raise ConfigError(f"{owner} option {key!r} = {values[key]!r} {problem}")
     try:
         return config_cls(**values)
     except (TypeError, ValueError) as exc:  # __post_init__ validation of the dataclass

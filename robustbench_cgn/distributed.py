@@ -26,6 +26,7 @@ for several processes runs unchanged (and bit for bit as before) in one.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import random
 import shutil
@@ -342,6 +343,12 @@ def shutdown(*, destroy: bool = True) -> None:
     global _current, _owns_group
     _current.cleanup()
     if destroy and _owns_group and torch.distributed.is_initialized():
+        # Every rank done with its collectives, and objects holding gloo work (DDP reducers)
+        # freed while the interpreter is whole: a rank that reached exit with such work alive
+        # was seen to abort ("terminate called without an active exception") under load.
+        with contextlib.suppress(Exception):
+            torch.distributed.barrier()
+        gc.collect()
         torch.distributed.destroy_process_group()
     _owns_group = False
     _current = SINGLE_PROCESS

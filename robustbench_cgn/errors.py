@@ -49,3 +49,7 @@ class IncompatibleError(CGNBenchError):
 
 class StoreError(CGNBenchError):
     """The results store cannot be opened or written (read-only, full, newer schema...)."""
+
+
+class RunBusyError(CGNBenchError):
+    """The same run (same identity) is being run by another live process."""

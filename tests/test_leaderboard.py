@@ -238,3 +238,20 @@ def test_rows_that_differ_only_by_a_hash_still_get_a_column():
     markdown = to_markdown(board)
     assert "generator.sha256" in markdown.splitlines()[2]
     assert "| old " in markdown and "| new " in markdown
+
+
+def test_a_pipe_or_line_break_in_a_label_cannot_break_the_markdown_table():
+    """Issue 20: an imported label with `|` or a newline split its row into extra columns."""
+    rows = [
+        [f"r{i}", "c-mnist", "original", label, "generated", "mnist-full", 0, "test_acc", "",
+         50.0 + i, 100, "p", True]
+        for i, label in enumerate(["a|b", "two\nlines", "plain"])
+    ]  # fmt: skip
+    specs = {f"r{i}": spec(0) for i in range(3)}
+    board = build_leaderboard(
+        metrics_frame(rows), specs, None, {"c-mnist": MainMetric("test_acc")}, benchmark="c-mnist"
+    )
+    table = [line for line in to_markdown(board).splitlines() if line.startswith("|")]
+    columns = {line.replace("\\|", "").count("|") for line in table}
+    assert len(table) == 2 + 3 and len(columns) == 1, table
+    assert any("a\\|b" in line for line in table) and any("two lines" in line for line in table)

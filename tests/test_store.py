@@ -1,10 +1,11 @@
 import multiprocessing
 import sqlite3
+import time
 
 import pytest
 
 from robustbench_cgn.components import MetricResult
-from robustbench_cgn.errors import StoreError
+from robustbench_cgn.errors import RunBusyError, StoreError
 from robustbench_cgn.store import SCHEMA_VERSION, ResultsStore
 
 
@@ -108,6 +109,85 @@ def _writer(path: str, prefix: str, count: int) -> None:
             store.record_metric(run_id, MetricResult(f"m{metric}", float(index), n=1))
         store.finish_run(run_id, status="complete", wall_time_s=0.0)
     store.close()
+
+
+def _holder(path: str, started, release) -> None:
+    store = ResultsStore(path)
+    start(store, "same")
+    started.set()
+    release.wait(60)
+    store.finish_run("same", status="complete", wall_time_s=1.0)
+    store.close()
+
+
+def test_a_run_live_in_another_process_is_not_started_twice(tmp_path):
+    """Issue 20: the check and the claim are one transaction; the second start of a live
+    run is refused (one line naming it), and once finished it is not restarted."""
+    path = str(tmp_path / "r.sqlite")
+    ResultsStore(path).close()
+    context = multiprocessing.get_context("spawn")
+    started, release = context.Event(), context.Event()
+    holder = context.Process(target=_holder, args=(path, started, release))
+    holder.start()
+    try:
+        assert started.wait(60)
+        with ResultsStore(path) as store:
+            with pytest.raises(
+                RunBusyError, match=f"run same is being run by process {holder.pid}"
+            ):
+                start(store, "same")
+            assert store.get_run("same").attempts == 1
+    finally:
+        release.set()
+        holder.join(60)
+    with ResultsStore(path) as store:
+        kept = store.start_run(
+            "same", generator="g", classifier="c", benchmark="b", mix="generated", seed=0,
+            data_source="src", spec={}, provenance={}, workdir="/x", unless_complete=True,
+        )  # fmt: skip
+        assert kept.status == "complete" and kept.attempts == 1 and kept.wall_time_s == 1.0
+
+
+def _lock_holder(path: str, locked, seconds: float) -> None:
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    locked.set()
+    time.sleep(seconds)
+    connection.execute("ROLLBACK")
+    connection.close()
+
+
+@pytest.mark.parametrize("holds_s,gives_up", [(1.5, False), (30.0, True)])
+def test_a_held_write_lock_is_announced_then_waited_for_or_named(
+    tmp_path, monkeypatch, capsys, holds_s, gives_up
+):
+    """Issue 20: a store locked by another process made cgnbench wait two silent minutes."""
+    import robustbench_cgn.store as store_module
+
+    monkeypatch.setattr(store_module, "NOTICE_AFTER_S", 0.3)
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 4.0)
+    path = str(tmp_path / "r.sqlite")
+    ResultsStore(path).close()
+    context = multiprocessing.get_context("spawn")
+    locked = context.Event()
+    holder = context.Process(target=_lock_holder, args=(path, locked, holds_s))
+    holder.start()
+    try:
+        assert locked.wait(60)
+        with ResultsStore(path) as store:
+            started = time.monotonic()
+            if gives_up:
+                with pytest.raises(StoreError, match=r"locked by another process for \d+ s"):
+                    start(store, "x")
+            else:
+                start(store, "x")
+                assert store.get_run("x").status == "running"
+            assert time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.join(30)
+    notices = capsys.readouterr().err.count("waiting for the results store")
+    assert notices == 1
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):

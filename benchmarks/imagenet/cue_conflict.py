@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from robustbench_cgn import Classifier, MetricResult, MetricSpec, RunContext
+from robustbench_cgn import Classifier, MetricResult, MetricSpec, RunContext, bounded
 from robustbench_cgn.errors import DataNotFoundError
 from robustbench_cgn_plugins.imagenet.tasks.class_maps import cue_conflict_categories
 from robustbench_cgn_plugins.imagenet.tasks.image_files import list_images
@@ -83,7 +83,7 @@ class CueConflictShapeBias(ImageNetBenchmark):
     @dataclass(frozen=True)
     class Config:
         source: str = "auto"
-        batch_size: int = 64
+        batch_size: int = bounded(64, min=1, max=4096)
         preprocessing: str = "model-vs-human"
 
         def __post_init__(self):

@@ -30,6 +30,7 @@ from robustbench_cgn import (
     MetricSpec,
     RunContext,
     Task,
+    bounded,
 )
 from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.errors import DataNotFoundError
@@ -113,7 +114,7 @@ class NaturalImageGradCamIoU(Benchmark):
     @dataclass(frozen=True)
     class Config:
         source: str = "auto"
-        threshold: float = 0.5
+        threshold: float = bounded(0.5, above=0.0, below=1.0)
 
         def __post_init__(self):
             if not 0.0 < self.threshold < 1.0:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from robustbench_cgn import Benchmark, Classifier, RunContext, Task
+from robustbench_cgn import Benchmark, Classifier, RunContext, Task, bounded
 from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK, InputConfig
 from robustbench_cgn_plugins.imagenet.tasks.image_files import (
     IMAGE_SUFFIXES,
@@ -75,7 +75,7 @@ class ImageNetBenchmark(Benchmark):
     @dataclass(frozen=True)
     class Config:
         source: str = "auto"
-        batch_size: int = 64
+        batch_size: int = bounded(64, min=1, max=4096)
 
         def __post_init__(self):
             if self.batch_size < 1:

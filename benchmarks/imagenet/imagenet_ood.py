@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import torch
 
-from robustbench_cgn import Classifier, MetricResult, MetricSpec, RunContext
+from robustbench_cgn import Classifier, MetricResult, MetricSpec, RunContext, bounded
 from robustbench_cgn.errors import DataNotFoundError
 from robustbench_cgn_plugins.imagenet.tasks.class_maps import (
     imagenet_index,
@@ -168,7 +168,7 @@ class SubsetBenchmark(ImageNetBenchmark):
     @dataclass(frozen=True)
     class Config:
         source: str = "auto"
-        batch_size: int = 64
+        batch_size: int = bounded(64, min=1, max=4096)
         protocol: str = "masked"
 
         def __post_init__(self):

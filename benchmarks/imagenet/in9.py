@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from robustbench_cgn import Classifier, MetricResult, MetricSpec, RunContext, Task
+from robustbench_cgn import Classifier, MetricResult, MetricSpec, RunContext, Task, bounded
 from robustbench_cgn.errors import DataNotFoundError
 from robustbench_cgn_plugins.imagenet.tasks.class_maps import imagenet_index, in9_classes, in_to_in9
 from robustbench_cgn_plugins.imagenet.tasks.image_files import ImageDataset, list_images
@@ -140,7 +140,7 @@ class IN9Backgrounds(ImageNetBenchmark):
     @dataclass(frozen=True)
     class Config:
         source: str = "auto"
-        batch_size: int = 64
+        batch_size: int = bounded(64, min=1, max=4096)
         protocol: str = "madrylab"
         variants: str = "all"  # or a comma-separated subset
 

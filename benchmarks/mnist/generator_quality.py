@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robustbench_cgn import Benchmark, MetricResult, MetricSpec, RunContext, Task
+from robustbench_cgn import Benchmark, MetricResult, MetricSpec, RunContext, Task, bounded
 from robustbench_cgn.data.batching import IndexedTensors
 from robustbench_cgn.errors import IncompatibleError
 from robustbench_cgn.explain.fid import frechet_inception_distance, inception_score
@@ -56,7 +56,7 @@ class MnistGeneratorQuality(Benchmark):
 
     @dataclass(frozen=True)
     class Config:
-        n_samples: int = 5_000
+        n_samples: int = bounded(5_000, min=10, max=10**6)
         fid: bool = False  # needs the optional extra cgnbench[fid] and local Inception weights
         fid_weights: str = ""
 

@@ -26,6 +26,7 @@ from robustbench_cgn import (
     MetricSpec,
     RunContext,
     Task,
+    bounded,
 )
 from robustbench_cgn.explain import batched_cams, mask_iou
 from robustbench_cgn.figures import save_cam_overlays, save_tsne, to_unit, tsne_embedding
@@ -57,14 +58,14 @@ class MnistGradCamIoU(Benchmark):
 
     @dataclass(frozen=True)
     class Config:
-        threshold: float = 0.5
+        threshold: float = bounded(0.5, above=0.0, below=1.0)
         cam_class: Literal["predicted", "true"] = "predicted"
-        n_images: int = 10_000
-        test_seed: int = 0
-        batch_size: int = 500
+        n_images: int = bounded(10_000, min=1, max=10**6)
+        test_seed: int = bounded(0, min=0, max=2**31 - 1)
+        batch_size: int = bounded(500, min=1, max=65_536)
         figures: bool = True  # GradCAM overlays and a t-SNE of penultimate features
-        overlay_n: int = 12
-        tsne_n: int = 2_000
+        overlay_n: int = bounded(12, min=0, max=1_000)
+        tsne_n: int = bounded(2_000, min=0, max=100_000)
 
         def __post_init__(self):
             if not 0.0 < self.threshold < 1.0:

@@ -21,6 +21,7 @@ from robustbench_cgn import (
     RunContext,
     Task,
     accuracy,
+    bounded,
     predict_dataset,
 )
 from robustbench_cgn.data.batching import IndexedTensors
@@ -50,9 +51,9 @@ class MnistOODBenchmark(Benchmark):
 
     @dataclass(frozen=True)
     class Config:
-        test_seed: int = 0
-        train_eval_n: int = 10_000
-        batch_size: int = 1_000
+        test_seed: int = bounded(0, min=0, max=2**31 - 1)
+        train_eval_n: int = bounded(10_000, min=1, max=10**7)
+        batch_size: int = bounded(1_000, min=1, max=65_536)
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
         return {"source": mnist_for(ctx).source, "test_seed": self.config.test_seed}

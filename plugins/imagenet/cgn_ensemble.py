@@ -43,6 +43,7 @@ from robustbench_cgn import (
     RunContext,
     Task,
     TrainingSet,
+    bounded,
 )
 from robustbench_cgn.device import autocast
 from robustbench_cgn.figures import save_training_curves
@@ -102,18 +103,18 @@ class CGNEnsemble(ImageNetClassifier):
         weights: str = ""
         real_data: str = ""
         cf_only: bool = False
-        cf_ratio: float = 1.0
-        batch_size: int = 32
-        epochs: int = 45
-        lr: float = 1e-3
-        momentum: float = 0.9
-        weight_decay: float = 1e-4
-        lr_step_epochs: int = 15
-        lr_gamma: float = 0.1
-        image_size: int = 224
+        cf_ratio: float = bounded(1.0, min=0.0, max=100.0)
+        batch_size: int = bounded(32, min=1, max=4096)
+        epochs: int = bounded(45, min=1, max=10_000)
+        lr: float = bounded(1e-3, above=0.0, max=10.0)
+        momentum: float = bounded(0.9, min=0.0, below=1.0)
+        weight_decay: float = bounded(1e-4, min=0.0, max=1.0)
+        lr_step_epochs: int = bounded(15, min=1, max=10_000)
+        lr_gamma: float = bounded(0.1, above=0.0, max=1.0)
+        image_size: int = bounded(224, min=32, max=1024)
         channels_last: bool = False
         freeze_bn: bool = True
-        max_steps_per_epoch: int = 0
+        max_steps_per_epoch: int = bounded(0, min=0, max=10**9)  # 0: full epochs
 
         def __post_init__(self):
             if self.batch_size < 1 or self.epochs < 1 or self.lr_step_epochs < 1:

@@ -40,6 +40,11 @@ PROTOCOL = "cue-conflict: imported decisions (model-vs-human raw data), shape/(s
 @pass_app
 def import_decisions_command(app: Any, files: tuple[str, ...], label: str, benchmark: str) -> None:
     """Score model-vs-human raw-data CSV FILES (pooled) and store them as an imported row."""
+    if not label.strip() or label != " ".join(label.split()):
+        raise CGNBenchError(
+            f"--label {label!r}: give a non-empty name without line breaks, tabs or "
+            "leading/trailing spaces (e.g. humans or resnet50-mvh)"
+        )
     started = time.perf_counter()
     paths = [Path(f) for f in files]
     try:

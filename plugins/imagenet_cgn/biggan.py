@@ -36,8 +36,9 @@ from torch import Tensor, nn
 from torch.nn.utils.spectral_norm import SpectralNorm, spectral_norm
 
 from robustbench_cgn.artifacts import RemoteFile, WeightsSpec
-from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError, IncompatibleError
+from robustbench_cgn.errors import ConfigError, DataNotFoundError, IncompatibleError
 from robustbench_cgn.resolver import resolve_spec, resolve_weights
+from robustbench_cgn.weights_file import load_weights_file
 
 __all__ = [
     "BIGGAN_WEIGHTS",
@@ -733,12 +734,6 @@ def load_biggan_weights(model: BigGAN, path: str | os.PathLike[str] | None = Non
     file = resolve_biggan_weights(
         path, name=SPEC_OF_RESOLUTION.get(model.config.output_dim, "biggan.deep-256")
     )
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, pickled code, not a torch file
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise CGNBenchError(
-            f"cannot load BigGAN weights {file} ({type(exc).__name__}: {first})"
-        ) from None
+    state = load_weights_file(file, "BigGAN weights")
     load_biggan_state(model, state, source=str(file))
     return model

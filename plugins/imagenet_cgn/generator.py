@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robustbench_cgn import ConfigError, Generator, RunContext, Task, TrainingSet
+from robustbench_cgn import ConfigError, Generator, RunContext, Task, TrainingSet, bounded
 from robustbench_cgn_plugins.imagenet.counterfactual_folder import CounterfactualImageFolder
 from robustbench_cgn_plugins.imagenet.tasks import IMAGENET_TASK
 
@@ -54,13 +54,13 @@ class CGNImageNetGenerator(Generator):
     @dataclass(frozen=True)
     class Config:
         weights: str = "auto"
-        n_counterfactuals: int = 10_000
+        n_counterfactuals: int = bounded(10_000, min=1, max=10**8)
         mode: str = "random"
         classes: tuple[int, ...] = ()
-        truncation: float = 1.0
-        batch_size: int = 16
+        truncation: float = bounded(1.0, above=0.0, max=1.0)
+        batch_size: int = bounded(16, min=1, max=4096)
         image_format: str = "jpg"
-        quality: int = 95
+        quality: int = bounded(95, min=1, max=100)
         architecture: str = "deep_256"
         u2net_variant: str = "full"
 

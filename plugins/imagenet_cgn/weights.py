@@ -25,6 +25,7 @@ import torch
 from robustbench_cgn.artifacts import WeightsSpec
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError, IncompatibleError
 from robustbench_cgn.resolver import ResolvedFile, resolve_weights
+from robustbench_cgn.weights_file import load_weights_file
 
 from .cgn_model import ImageNetCGN, build_imagenet_cgn, load_cgn_state
 
@@ -135,10 +136,7 @@ def load_cgn_weights(
         u2net_input=meta.get("u2net_input", "cgn"),
         truncation=float(meta.get("truncation", 1.0)),
     )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CGNBenchError(f"cannot read ImageNet CGN weights {path}: {exc}") from None
+    state = load_weights_file(path, "ImageNet CGN weights")
     if not isinstance(state, dict):
         raise IncompatibleError(f"{path} is not a state dict")
     loaded = load_cgn_state(cgn, state, source=str(path))

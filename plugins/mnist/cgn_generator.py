@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch.utils.data import TensorDataset
 
-from robustbench_cgn import Generator, RunContext, Task, TrainingSet
+from robustbench_cgn import Generator, RunContext, Task, TrainingSet, bounded
 from robustbench_cgn.resolver import ResolvedFile
 
 from .cgn_model import load_cgn_checkpoint
@@ -40,10 +40,10 @@ class CGNGenerator(Generator):
     @dataclass(frozen=True)
     class Config:
         weights: str = "auto"
-        n_counterfactuals: int = 50_000
-        no_cfs: int = 10
+        n_counterfactuals: int = bounded(50_000, min=1, max=10**8)
+        no_cfs: int = bounded(10, min=1, max=10_000)
         mask_activation: Literal["clamp", "sigmoid"] = "clamp"
-        batch_size: int = 500
+        batch_size: int = bounded(500, min=1, max=65_536)
 
         def __post_init__(self):
             if self.n_counterfactuals < 1 or self.no_cfs < 1 or self.batch_size < 1:

@@ -37,7 +37,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
+from robustbench_cgn.errors import CGNBenchError, ConfigError
+from robustbench_cgn.weights_file import load_weights_file
 
 __all__ = [
     "CGN",
@@ -444,12 +445,7 @@ def load_cgn_checkpoint(
     ``eval_mode=False``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"CGN checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, weights_only=True, map_location=map_location)
-    except Exception as exc:  # pickle errors, truncated files, non-torch files ...
-        raise CGNBenchError(f"cannot read CGN checkpoint {path}: {exc}") from exc
+    raw = load_weights_file(path, "CGN checkpoint", map_location=map_location)
     state = _unwrap_state_dict(raw)
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CGNBenchError(f"{path} is not a state dict of tensors (got {type(raw).__name__})")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from robustbench_cgn import Classifier, RunContext, Task, TrainingSet
+from robustbench_cgn import Classifier, RunContext, Task, TrainingSet, bounded
 from robustbench_cgn.data.batching import IndexedTensors
 from robustbench_cgn.device import autocast
 from robustbench_cgn.figures import save_training_curves
@@ -46,10 +46,10 @@ class MnistCNN(Classifier):
 
     @dataclass(frozen=True)
     class Config:
-        epochs: int = 10
-        batch_size: int = 64
-        lr: float = 1.0
-        lr_gamma: float = 0.7
+        epochs: int = bounded(10, min=1, max=10_000)
+        batch_size: int = bounded(64, min=1, max=65_536)
+        lr: float = bounded(1.0, above=0.0, max=100.0)
+        lr_gamma: float = bounded(0.7, above=0.0, max=1.0)
 
         def __post_init__(self):
             if self.epochs < 1 or self.batch_size < 1:

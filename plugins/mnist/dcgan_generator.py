@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import TensorDataset
 
-from robustbench_cgn import Generator, RunContext, Task, TrainingSet
+from robustbench_cgn import Generator, RunContext, Task, TrainingSet, bounded
 
 from .counterfactuals import CounterfactualBatch, write_image_batches
 from .generated_sets import cached_image_set
@@ -35,8 +35,8 @@ class DCGANBaselineGenerator(Generator):
     @dataclass(frozen=True)
     class Config:
         weights: str = "auto"
-        n_samples: int = 50_000
-        batch_size: int = 500
+        n_samples: int = bounded(50_000, min=1, max=10**8)
+        batch_size: int = bounded(500, min=1, max=65_536)
 
         def __post_init__(self):
             if self.n_samples < 1 or self.batch_size < 1:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from robustbench_cgn.checkpoint import atomic_torch_save, atomic_write_text
 from robustbench_cgn.context import derive_seed
 from robustbench_cgn.data.download import sha256_file as file_sha256
-from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
+from robustbench_cgn.errors import CGNBenchError, ConfigError
 from robustbench_cgn.provenance import jsonable
 from robustbench_cgn.training_run import (
     TrainingLog,
@@ -34,6 +34,7 @@ from robustbench_cgn.training_run import (
     write_checkpoint,
 )
 from robustbench_cgn.training_run import latest_checkpoint as find_latest_checkpoint
+from robustbench_cgn.weights_file import load_weights_file
 
 from ..shared.style_loss import STYLE_WEIGHTS, VGGStyleLoss, resolve_vgg16_weights
 from .cgn_fast import upsample_conv_as_conv_transpose
@@ -920,9 +921,7 @@ def export_generator_weights(
 def load_dcgan_generator(path: str | PathLike[str], map_location: str = "cpu") -> DCGANGenerator:
     """An exported DCGAN generator (``weights_only=True``, strict), in eval mode."""
     path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"DCGAN weights not found: {path}")
-    state = torch.load(path, weights_only=True, map_location=map_location)
+    state = load_weights_file(path, "DCGAN weights", map_location=map_location)
     gen = DCGANGenerator()
     try:
         gen.load_state_dict(state, strict=True)

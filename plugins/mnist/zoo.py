@@ -8,6 +8,7 @@ once their weights file exists: a zoo name that is not trained yet is reported a
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -171,7 +172,31 @@ def resolve_weights(
             f"{component} weights {weights!r} were trained for {trained_for}, not {task_name}: "
             f"use {component}.{ZOO_TAG_OF_TASK.get(task_name, '<tag>')} or 'auto'"
         )
-    return resolve(weights, specs=specs, data_dir=data_dir, what=f"{component} weights")
+    resolved = resolve(weights, specs=specs, data_dir=data_dir, what=f"{component} weights")
+    if spec is None:
+        _warn_if_trained_for_another_task(resolved, component, task_name)
+    return resolved
+
+
+def _warn_if_trained_for_another_task(resolved: ResolvedFile, component: str, task: str) -> None:
+    """An anonymous file (a path or URL) is accepted, with a warning when what is known of it
+    (a registered file with the same sha256, or its training record) names another task."""
+    known = {spec.sha256: spec for spec in registered_weights() if spec.sha256}
+    twin = known.get(resolved.sha256)
+    trained_for, how = (twin.task, f"it is {twin.name}") if twin is not None else ("", "")
+    if not trained_for:
+        sidecar = resolved.path.with_suffix(".json")
+        try:
+            variant = (json.loads(sidecar.read_text()).get("config") or {}).get("variant", "")
+        except (OSError, ValueError, AttributeError):
+            variant = ""
+        trained_for, how = TASK_OF_VARIANT.get(variant, ""), f"its record {sidecar.name} says so"
+    if trained_for and task and trained_for != task:
+        warnings.warn(
+            f"{component} weights {resolved.label} were trained for {trained_for}, not {task} "
+            f"({how}); the run goes ahead, but its counterfactuals are not {task}'s",
+            stacklevel=2,
+        )
 
 
 TRAINING_FACTS = (

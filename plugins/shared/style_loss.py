@@ -52,6 +52,7 @@ from robustbench_cgn import WeightsSpec
 from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 from robustbench_cgn.resolver import override, resolve_spec, resolve_weights
+from robustbench_cgn.weights_file import load_weights_file
 
 __all__ = [
     "CAFFE_MEAN_255",
@@ -170,10 +171,7 @@ def vgg16_features23() -> nn.Sequential:
 
 def _load_features_state(path: Path) -> tuple[dict[str, Tensor], bool]:
     """State dict for ``features[:23]``; second value: it came from a full torchvision VGG16."""
-    try:
-        raw = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise CGNBenchError(f"cannot read VGG16 weights {path}: {exc}") from exc
+    raw = load_weights_file(path, "VGG16 weights")
     if not isinstance(raw, dict):
         raise CGNBenchError(f"{path} is not a state dict")
     full = any(k.startswith("features.") for k in raw)

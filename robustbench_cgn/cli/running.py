@@ -14,7 +14,7 @@ import click
 from rich.table import Table
 
 from .. import distributed
-from ..config import load_config_file, parse_set_options
+from ..config import did_you_mean, load_config_file, parse_set_options
 from ..data.download import go_offline
 from ..device import DEVICE_CHOICES, PRECISION_CHOICES, resolve_device
 from ..errors import CGNBenchError, ConfigError
@@ -33,6 +33,51 @@ def merge_overrides(file_config: dict[str, Any], sets: tuple[str, ...]) -> dict[
     return overrides
 
 
+#: The ``[run]`` table's keys: what each must be (a check returning an error, or None).
+def _name(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "a non-empty name (a string)"
+
+
+def _one_of(choices: tuple[str, ...]):
+    return lambda value: None if value in choices else f"one of {', '.join(choices)}"
+
+
+def _seeds(value: Any) -> str | None:
+    ok = isinstance(value, list) and value and all(type(v) is int and v >= 0 for v in value)
+    return None if ok else "a non-empty list of integers >= 0, e.g. [0, 1, 2]"
+
+
+def _workers(value: Any) -> str | None:
+    return None if type(value) is int and value >= 0 else "an integer >= 0"
+
+
+RUN_KEYS = {
+    "generator": _name,
+    "benchmark": _name,
+    "classifier": _name,
+    "seeds": _seeds,
+    "mix": _one_of(MIX_CHOICES),
+    "device": _one_of(DEVICE_CHOICES),
+    "precision": _one_of(PRECISION_CHOICES),
+    "workers": _workers,
+}
+
+
+def check_run_table(table: dict[str, Any], path: str) -> None:
+    """Every key of a config file's ``[run]`` table is known and valid, before anything runs:
+    one line naming the key (and the closest known one) otherwise."""
+    for key, value in table.items():
+        if key not in RUN_KEYS:
+            raise ConfigError(
+                f"config file {path}: unknown key {key!r} in [run]"
+                + did_you_mean(key, RUN_KEYS)
+                + f"; known: {', '.join(RUN_KEYS)}"
+            )
+        problem = RUN_KEYS[key](value)
+        if problem is not None:
+            raise ConfigError(f"config file {path}: [run] {key} = {value!r} must be {problem}")
+
+
 def _run_option(run_table: dict[str, Any], name: str, given: Any, default: Any) -> Any:
     if given is not None and given != ():
         return given
@@ -47,7 +92,7 @@ def _run_option(run_table: dict[str, Any], name: str, given: Any, default: Any) 
     "-s",
     "--seed",
     "seeds",
-    type=int,
+    type=click.IntRange(min=0),
     multiple=True,
     help="Seed; repeat for several runs (default 0).",
 )
@@ -87,7 +132,9 @@ def _run_option(run_table: dict[str, Any], name: str, given: Any, default: Any) 
     type=click.Path(file_okay=False),
     help="Local data root (torchvision layout); also $CGNBENCH_DATA.",
 )
-@click.option("--workers", type=int, default=None, help="DataLoader worker processes.")
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes."
+)
 @click.option(
     "--offline",
     is_flag=True,
@@ -150,13 +197,12 @@ def run_command(
         go_offline()
     file_config = load_config_file(config_file) if config_file else {}
     run_table = file_config.get("run", {})
+    check_run_table(run_table, config_file)
     generator = _run_option(run_table, "generator", generator, None)
     benchmark = _run_option(run_table, "benchmark", benchmark, None)
     if not generator or not benchmark:
         raise ConfigError("run needs --generator and --benchmark (or them in the [run] table)")
     seeds = _run_option(run_table, "seeds", seeds, (0,))
-    if isinstance(seeds, int) or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError("[run] seeds must be a list of integers")
     request_args = dict(
         generator=generator,
         benchmark=benchmark,
@@ -205,16 +251,23 @@ def _run_seeds(app: App, runner: Runner, seeds, request_args: dict[str, Any], re
 
 @contextlib.contextmanager
 def warnings_once(app: App, show: bool = True) -> Iterator[None]:
-    """Show each distinct warning of a run once, as one yellow line (data fallbacks say
-    the same thing at every lookup); ``show=False`` swallows them (ranks other than 0)."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Show each distinct warning of a run once, as one yellow line, the moment it is raised
+    (a data fallback is announced before the training it affects, not after); repeats (data
+    fallbacks say the same thing at every lookup) are dropped; ``show=False`` swallows them
+    (ranks other than 0)."""
+    seen: set[str] = set()
+
+    def print_once(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        if show and text not in seen:
+            seen.add(text)
+            app.err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            yield
-        finally:
-            for message in dict.fromkeys(str(w.message) for w in caught if show):
-                app.err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        warnings.showwarning = print_once
+        yield
 
 
 @cli.command("show")

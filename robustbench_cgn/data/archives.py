@@ -1,15 +1,19 @@
 """Safe extraction of release archives (tar in any compression, zip).
 
 :func:`safe_extract` refuses members that would land outside the destination: absolute paths,
-``..`` components, links pointing out, device files and FIFOs.
+``..`` components, links pointing out (alone or through a chain of links, whatever their
+order), device files and FIFOs. It extracts into a fresh staging folder, checks the finished
+tree, and only then moves it into place: a refused archive leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import stat
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -25,25 +29,60 @@ class UnsafeArchiveError(CGNBenchError):
 def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
     """Extract a tar (any compression) or zip ``archive`` into ``dest``; return the paths written.
 
-    Each member is checked just before it is written: absolute names, ``..`` components,
-    symlinks/hardlinks whose target resolves outside ``dest`` and device/FIFO members raise
-    :class:`UnsafeArchiveError`. Paths are resolved against what is already on disk, so a chain
-    of in-archive links cannot be used to step out either. Members before a refused one may
-    already have been extracted (always inside ``dest``). Tar members also go through
-    :mod:`tarfile`'s ``"data"`` filter (no setuid bits, no absolute links).
+    Each member is checked as it is written (absolute names, ``..`` components, links whose
+    target resolves outside, device/FIFO members) and the finished tree once more, so that a
+    link that only points out once a later link exists (``d -> x/..`` then ``x -> .``) is
+    found too; any of these raise :class:`UnsafeArchiveError` and leave ``dest`` as it was.
+    Tar members also go through :mod:`tarfile`'s ``"data"`` filter (no setuid bits). Entries
+    already in ``dest`` under a member's name are replaced (a re-extraction).
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
         raise DataNotFoundError(f"archive {archive} does not exist")
     dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
     with open(archive, "rb") as f:
         head = f.read(4)
-    if head in (b"PK\x03\x04", b"PK\x05\x06"):  # local file header / empty zip
-        return _extract_zip(archive, root)
-    if tarfile.is_tarfile(archive):
-        return _extract_tar(archive, root)
-    raise CGNBenchError(f"{archive} is neither a tar nor a zip archive")
+    is_zip = head in (b"PK\x03\x04", b"PK\x05\x06")  # local file header / empty zip
+    if not is_zip and not tarfile.is_tarfile(archive):
+        raise CGNBenchError(f"{archive} is neither a tar nor a zip archive")
+    staging = Path(tempfile.mkdtemp(prefix=".extracting-", dir=dest))
+    try:
+        root = staging.resolve()
+        written = (_extract_zip if is_zip else _extract_tar)(archive, root)
+        _check_tree(archive, root)
+        _merge(root, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [dest / path.relative_to(root) for path in written]
+
+
+def _check_tree(archive: Path, root: Path) -> None:
+    """Every link of the finished tree resolves inside ``root``."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not _inside(root, path):
+                member = os.path.relpath(path, root)
+                raise UnsafeArchiveError(
+                    f"{archive}: link {member!r} -> {os.readlink(path)!r} points outside the "
+                    "extraction folder once the archive's other links exist"
+                )
+
+
+def _merge(src: Path, dst: Path) -> None:
+    """Move ``src``'s entries into ``dst``: real folders merge, anything else replaces."""
+    for child in sorted(src.iterdir()):
+        target = dst / child.name
+        both_dirs = child.is_dir() and not child.is_symlink()
+        both_dirs = both_dirs and target.is_dir() and not target.is_symlink()
+        if both_dirs:
+            _merge(child, target)
+            continue
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.exists():
+            shutil.rmtree(target)
+        os.replace(child, target)
 
 
 def _inside(root: Path, path: str | os.PathLike) -> bool:

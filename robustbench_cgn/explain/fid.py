@@ -19,6 +19,7 @@ from torch import Tensor
 from ..artifacts import WeightsSpec
 from ..errors import CGNBenchError, DataNotFoundError
 from ..resolver import override, resolve_spec, resolve_weights
+from ..weights_file import load_weights_file
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = (
@@ -62,10 +63,7 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
 
 def _checked_weights(weights: str | os.PathLike | None) -> Path:
     file = find_inception_weights(weights)
-    try:
-        torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CGNBenchError(f"{file} is not a plain tensor state dict: {exc}") from exc
+    load_weights_file(file, "Inception weights")
     return file
 
 

@@ -185,6 +185,9 @@ def test_safe_extract_tar_and_zip(tmp_path):
         # each link alone stays inside; chained on disk the second points out
         [_dir("d"), _link("d/up", ".."), _link("esc", "d/up/..")],
         [_dir("d"), _link("d/up", ".."), ("d/up/../../evil.txt", b"x")],
+        # issue 20: harmless when written, pointing out once a later link exists
+        [_link("d", "x/.."), _link("x", ".")],
+        [_dir("a"), _link("a/d", "x/../.."), _link("a/x", ".")],
     ],
     ids=[
         "dotdot",
@@ -195,6 +198,8 @@ def test_safe_extract_tar_and_zip(tmp_path):
         "hardlink-up",
         "symlink-chain",
         "through-link",
+        "link-chain-later-link",
+        "link-chain-nested",
     ],  # fmt: skip
 )
 def test_safe_extract_refuses_escaping_tar(tmp_path, members):
@@ -205,6 +210,30 @@ def test_safe_extract_refuses_escaping_tar(tmp_path, members):
     assert isinstance(info.value, CGNBenchError)
     assert not (tmp_path / "box" / "evil.txt").exists()
     assert not (tmp_path / "evil.txt").exists()
+    assert list(out.iterdir()) == []  # a refused archive leaves nothing behind
+
+
+def test_a_refused_release_writes_nothing_outside_its_cache(tmp_path, downloads_allowed):
+    """The chain of issue 20: before the fix, resolve_dataset appended its SHA256SUMS line
+    through the escaping link to a file outside the cache."""
+    from robustbench_cgn.artifacts import DatasetSpec, RemoteFile
+    from robustbench_cgn.resolver import resolve_dataset
+
+    release = tmp_path / "release"
+    release.mkdir()
+    _tar(release / "evil.tar.gz", [_link("d", "x/.."), _link("x", "."), ("x/f.txt", b"f")])
+    spec = DatasetSpec(
+        "evil",
+        files=(RemoteFile("evil.tar.gz", ((release / "evil.tar.gz").as_uri(),)),),
+        extract=True,
+    )
+    cache = tmp_path / "home" / "cache"
+    with pytest.raises(UnsafeArchiveError):
+        resolve_dataset(spec, cache_dir=cache)
+    folder = cache / "datasets" / "evil"
+    left = sorted(p.name for p in folder.iterdir() if p.suffix != ".lock")
+    assert left == ["evil.tar.gz"]  # the verified download only, nothing extracted
+    assert list(tmp_path.rglob("SHA256SUMS")) == []
 
 
 def test_safe_extract_refuses_device_member(tmp_path):

@@ -173,3 +173,26 @@ def test_dcgan_weights_of_another_architecture_are_refused(runner, tmp_path):
                 overrides={"generator": {"weights": str(weights), "n_samples": "10"}},
             )
         )
+
+
+def test_missing_wmnist_textures_stop_the_run_before_it_starts(tmp_path, mnist_dir, _isolated_home):
+    """Issue 20: missing textures were found only after generation and training, and the
+    hint named --textures-dir, which `run` lacks. Now: one line, nothing stored."""
+    import time
+
+    from conftest import run_cli
+
+    data = tmp_path / "data"  # MNIST (when the shared data has it), no textures
+    data.mkdir()
+    if mnist_dir is not None:
+        (data / "MNIST").symlink_to(mnist_dir / "MNIST")
+    started = time.monotonic()
+    result = run_cli("run", "-g", "cgn", "-b", "w-mnist", "--data-dir", str(data), "-q",
+                     "--offline", check=False)  # fmt: skip
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    message = " ".join(result.stderr.split())
+    assert len(errors) == 1 and "W-MNIST textures unavailable" in message
+    assert "cgnbench fetch wmnist-textures" in message and "--textures-dir" not in message
+    assert not (_isolated_home / "runs").exists()

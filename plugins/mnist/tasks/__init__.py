@@ -17,6 +17,7 @@ from robustbench_cgn_plugins.mnist.tasks.variants import (
 from robustbench_cgn_plugins.mnist.tasks.variants import (
     VariantData,
     build_variant,
+    resolve_textures,
     to_float,
 )
 
@@ -29,6 +30,17 @@ _DESCRIPTIONS = {
     ),
     "wildlife": ("wildlife-mnist", "Wildlife MNIST: object and background textures tied"),
 }
+
+
+def _textures_ready(ctx: RunContext) -> None:
+    resolve_textures(textures_dir_for(ctx), ctx.cache_dir)
+
+
+def textures_dir_for(ctx: RunContext) -> Path | None:
+    """W-MNIST textures next to the data (``<data-dir>/wmnist_textures``), if there."""
+    if ctx.data_dir is not None and (ctx.data_dir / "wmnist_textures").is_dir():
+        return ctx.data_dir / "wmnist_textures"
+    return None
 
 
 def _task(variant: str) -> Task:
@@ -44,6 +56,7 @@ def _task(variant: str) -> Task:
         splits=("train", "test"),
         loader=lambda split, ctx, seed: load_split(variant, split, ctx, seed),
         data_identity=lambda ctx: {"source": mnist_for(ctx).source},
+        prepare=_textures_ready if variant == "wildlife" else None,
     )
 
 
@@ -59,13 +72,6 @@ def variant_of(task: Task) -> str:
 def mnist_for(ctx: RunContext) -> MnistArrays:
     """MNIST from ``--data-dir``/``CGNBENCH_DATA``, the cache, a download, or the fallback."""
     return resolve_mnist(ctx.data_dir, ctx.cache_dir / "mnist")
-
-
-def textures_dir_for(ctx: RunContext) -> Path | None:
-    """W-MNIST textures next to the data (``<data-dir>/wmnist_textures``), if there."""
-    if ctx.data_dir is not None and (ctx.data_dir / "wmnist_textures").is_dir():
-        return ctx.data_dir / "wmnist_textures"
-    return None
 
 
 def variant_split(task: Task, split: str, ctx: RunContext, seed: int) -> VariantData:

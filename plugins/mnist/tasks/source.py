@@ -40,6 +40,7 @@ import gzip
 import hashlib
 import os
 import warnings
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,11 @@ def _load_raw_dir(raw_dir: str, signature: tuple) -> MnistArrays:
             rec["gz_md5_matches_release"] = rec["gz_md5"] == gz_release.get(name)
             try:
                 raw = gzip.decompress(raw)
-            except (OSError, EOFError) as e:
-                raise CGNBenchError(f"{path}: not a valid gzip file ({e})") from None
+            except (OSError, EOFError, zlib.error) as e:  # zlib.error: a corrupted body
+                raise CGNBenchError(
+                    f"{path}: not a valid gzip file ({e}); delete it and fetch MNIST again "
+                    "(`cgnbench fetch mnist`)"
+                ) from None
         rec["md5"] = hashlib.md5(raw).hexdigest()
         rec["release_md5"] = RELEASE_MD5[name]
         rec["md5_matches_release"] = rec["md5"] == RELEASE_MD5[name]

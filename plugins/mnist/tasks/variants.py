@@ -462,7 +462,7 @@ def resolve_textures(
             )
         return folder
 
-    hint = f"or pass --textures-dir / set {TEXTURES_ENV} to {_TEXTURE_LAYOUT}"
+    hint = f"or put them in <data-dir>/wmnist_textures or set {TEXTURES_ENV}: {_TEXTURE_LAYOUT}"
     try:
         return resolve_dataset(
             TEXTURES_DATASET, cache_dir=_default_cache(cache_dir), search_local=False

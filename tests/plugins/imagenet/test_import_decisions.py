@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from conftest import run_cli
 
 
@@ -36,3 +37,13 @@ def test_a_file_that_is_not_raw_data_is_one_clear_line(tmp_path):
     assert result.returncode != 0
     assert "not a model-vs-human raw-data CSV" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("label", ["", "   ", "two\nlines", " padded"])
+def test_an_empty_or_multiline_label_is_refused_before_anything_is_stored(tmp_path, label):
+    bad = tmp_path / "decisions.csv"
+    bad.write_text("a,b\n1,2\n")
+    result = run_cli("import-decisions", str(bad), "--label", label, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--label" in result.stderr and "non-empty name" in result.stderr
+    assert "not a model-vs-human raw-data CSV" not in result.stderr  # refused first

@@ -338,5 +338,5 @@ def test_incompatible_weights_are_one_clear_line(tmp_path):
     with pytest.raises(IncompatibleError, match="not a BigGAN state dict"):
         load_biggan_weights(_tiny(), path)
     path.write_bytes(b"not a torch file")
-    with pytest.raises(CGNBenchError, match="cannot load BigGAN weights"):
+    with pytest.raises(CGNBenchError, match="cannot read BigGAN weights"):
         load_biggan_weights(_tiny(), path)

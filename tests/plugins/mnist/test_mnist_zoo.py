@@ -86,3 +86,29 @@ def test_every_shipped_entry_verifies_loads_and_records_how_it_was_made(name):
     warmup = facts.get("mechanism_prior_iterations", 0) if facts.get("mechanism_prior") else 0
     assert spec.provenance["iterations"] >= 3 * warmup
     assert path.stat().st_size < 5 * 2**20
+
+
+def test_named_weights_of_another_task_are_refused():
+    """Issue 20: `--set generator.weights=cgn.c-mnist` on w-mnist ran to the end."""
+    with pytest.raises(DataNotFoundError, match="trained for colored-mnist, not wildlife-mnist"):
+        zoo.resolve_weights("cgn.c-mnist", "cgn", "wildlife-mnist")
+
+
+def test_an_anonymous_file_of_another_task_is_accepted_with_a_warning(tmp_path, recwarn):
+    shipped = zoo._weights_file("cgn.c-mnist")
+    twin = tmp_path / "twin" / "weights.pth"  # the same bytes, no record: known by its sha256
+    twin.parent.mkdir()
+    twin.write_bytes(shipped.read_bytes())
+    with pytest.warns(UserWarning, match=r"trained for colored-mnist, not wildlife-mnist \(it is"):
+        zoo.resolve_weights(str(twin), "cgn", "wildlife-mnist")
+
+    retrained = tmp_path / "retrained" / "cgn.pth"  # other bytes, with its training record
+    retrained.parent.mkdir()
+    retrained.write_bytes(shipped.read_bytes() + b"\0")
+    retrained.with_suffix(".json").write_text(shipped.with_suffix(".json").read_text())
+    with pytest.warns(UserWarning, match="its record cgn.json says so"):
+        zoo.resolve_weights(str(retrained), "cgn", "double-colored-mnist")
+
+    recwarn.clear()
+    zoo.resolve_weights(str(twin), "cgn", "colored-mnist")  # the right task: no warning
+    assert not [w for w in recwarn if "trained for" in str(w.message)]

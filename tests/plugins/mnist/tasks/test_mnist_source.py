@@ -93,6 +93,21 @@ def test_wrong_shape_is_refused(shared_data, tmp_path):
         mn.resolve_mnist(tmp_path, tmp_path / "cache")
 
 
+def test_a_gz_with_a_corrupted_body_is_one_line(shared_data, tmp_path):
+    """Issue 20: a valid gzip header over a damaged body raised zlib.error (a traceback)."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in mn.FILES.values():
+        shutil.copy(shared_data / "MNIST" / "raw" / f"{name}.gz", raw)
+    damaged = raw / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(damaged.read_bytes())
+    data[20:60] = bytes(40)  # the header (10 bytes) stays, the deflate stream breaks
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(CGNBenchError, match="not a valid gzip file") as info:
+        mn.resolve_mnist(tmp_path, tmp_path / "cache")
+    assert "t10k-labels-idx1-ubyte.gz" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_release_files_are_torchvisions():
     """The registered MNIST files (names, md5, mirrors) are exactly torchvision's."""
     from torchvision.datasets import MNIST
