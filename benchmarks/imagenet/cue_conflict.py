@@ -4,7 +4,9 @@ The 1,280 stimuli ``<shape>/<shape><k>-<texture><j>.png`` combine one category's
 another's texture. A 1000-way model decides among the 16 categories by the mean softmax
 probability over each category's ImageNet indices; ``shape_bias = shape hits / (shape hits +
 texture hits)`` over the 1,200 stimuli whose shape and texture differ. Every head of a
-multi-head classifier is scored (``head=<name>``), and per category (``category=<name>``).
+multi-head classifier is scored (``head=<name>``), and per shape category
+(``category=<name>``: shape bias, shape and texture fractions within the trials whose shape is
+that category, as model-vs-human computes them).
 
 Preprocessing: ``model-vs-human`` (default; the 224 px stimuli as they are) or ``cgn``
 (Resize 256 + CenterCrop 224, the CGN repository's). The decisions are written in the
@@ -29,6 +31,7 @@ from robustbench_cgn_plugins.imagenet.tasks.image_sources import ImageSourceSpec
 from robustbench_cgn_plugins.imagenet.tasks.shape_bias import (
     ShapeBias,
     decide_16,
+    metric_results,
     parse_stimulus,
     read_raw_data,
     score_raw_data,
@@ -72,6 +75,9 @@ CUE_CONFLICT = ImageSourceSpec(
 class CueConflictShapeBias(ImageNetBenchmark):
     name = "cue-conflict"
     description = "Shape bias on the 1,280 cue-conflict stimuli (Geirhos et al. 2019)"
+    # 0.2.0: per-category shape bias within the trials of each shape category (model-vs-human's
+    # definition), with per-category n and fractions; 0.1.0 mixed two trial sets.
+    version = "0.2.0"
     source_spec = CUE_CONFLICT
     metrics = (
         MetricSpec("shape_bias", True, PROTOCOL, "shape / (shape + texture) decisions", main=True),
@@ -135,18 +141,9 @@ class CueConflictShapeBias(ImageNetBenchmark):
                     names,
                     decisions,
                 )
-            key = head_key(head)
-            yield MetricResult("shape_bias", score.shape_bias, score.n, PROTOCOL, key, extra)
-            yield MetricResult("shape_fraction", score.shape_fraction, score.n, PROTOCOL, key)
-            yield MetricResult("texture_fraction", score.texture_fraction, score.n, PROTOCOL, key)
-            for category, values in score.per_category.items():
-                yield MetricResult(
-                    "shape_bias",
-                    values["shape_bias"],
-                    0,
-                    PROTOCOL,
-                    head_key(head, f"category={category}"),
-                )
+            yield from metric_results(
+                score, PROTOCOL, lambda part, h=head: head_key(h, part), extra
+            )
         plotted = {(f"{classifier.name} {h}".strip()): s for h, s in scores.items()}
         if not ctx.is_main:
             return

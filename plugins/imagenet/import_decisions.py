@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_cgn.commands import Choice, PathType, argument, command, option, pass_app
-from robustbench_cgn.components import MetricResult
 from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.errors import CGNBenchError
 from robustbench_cgn.identity import run_identity
 
-from .tasks.shape_bias import read_raw_data, score_raw_data
+from .tasks.shape_bias import metric_results, read_raw_data, score_raw_data
 
 IMPORTED_GENERATOR = "imported"
 SUPPORTED_BENCHMARKS = ("cue-conflict",)
@@ -75,16 +74,7 @@ def import_decisions_command(app: Any, files: tuple[str, ...], label: str, bench
         workdir="",
         fresh=True,
     )
-    extra = {"subjects": subjects}
-    results = [
-        MetricResult("shape_bias", score.shape_bias, score.n, PROTOCOL, extra=extra),
-        MetricResult("shape_fraction", score.shape_fraction, score.n, PROTOCOL),
-        MetricResult("texture_fraction", score.texture_fraction, score.n, PROTOCOL),
-    ]
-    results += [
-        MetricResult("shape_bias", v["shape_bias"], 0, PROTOCOL, key=f"category={c}")
-        for c, v in score.per_category.items()
-    ]
+    results = metric_results(score, PROTOCOL, extra={"subjects": subjects})
     for result in results:
         store.record_metric(
             run_id,

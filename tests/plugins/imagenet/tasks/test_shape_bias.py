@@ -1,6 +1,7 @@
 """Shape bias: hand-computed cases, the 16-way decision, and the human observers' 0.959."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -34,8 +35,14 @@ def test_hand_computed_shape_bias():
     assert result.shape_bias == pytest.approx(2 / 3)
     assert result.shape_fraction == pytest.approx(2 / 4)
     assert result.texture_fraction == pytest.approx(1 / 4)
-    assert result.per_category["cat"]["shape_fraction"] == pytest.approx(1 / 2)
-    assert result.per_category["car"]["texture_fraction"] == 1.0
+    # per category by the *shape* label (model-vs-human): cat trials are (cat|dog -> cat) and
+    # (cat|car -> car): one shape and one texture decision
+    cat = result.per_category["cat"]
+    assert (cat["trials"], cat["shape_hits"], cat["texture_hits"]) == (2, 1, 1)
+    assert cat["shape_bias"] == cat["shape_fraction"] == cat["texture_fraction"] == 0.5
+    assert result.per_category["dog"]["shape_bias"] == 1.0
+    assert math.isnan(result.per_category["bird"]["shape_bias"])  # decided neither way
+    assert "car" not in result.per_category  # a texture only, never a shape here
 
 
 def test_decision_is_the_mean_probability_over_category_indices():
@@ -51,6 +58,22 @@ def test_human_observers_pooled_shape_bias_is_0959(shared_data):
     result = score_raw_data(data)
     assert round(result.shape_bias, 3) == 0.959
     assert result.n == 12_000  # 10 observers x 1,200 conflict stimuli
+
+
+def test_human_per_category_shape_bias_is_model_vs_humans(shared_data):
+    """Issue 21: within the trials of each shape category; the old code divided shape hits
+    of one trial set by texture hits of another (airplane 0.989, chair 0.916)."""
+    data = read_raw_data(sorted((shared_data / "human_cue_conflict").glob("*.csv")))
+    per_category = score_raw_data(data).per_category
+    assert len(per_category) == 16
+    for category, shape_hits, decided, bias in (("airplane", 443, 496, 0.893),
+                                                ("chair", 680, 686, 0.991)):  # fmt: skip
+        values = per_category[category]
+        assert values["shape_hits"] == shape_hits
+        assert values["shape_hits"] + values["texture_hits"] == decided
+        assert round(values["shape_bias"], 3) == bias
+        assert values["trials"] == 750  # 75 conflict stimuli x 10 observers
+        assert values["shape_fraction"] == pytest.approx(shape_hits / 750)
 
 
 def test_decisions_round_trip_through_the_raw_data_format(tmp_path, shared_data):
