@@ -35,9 +35,10 @@ class WeightsSpec:
     Where a copy is looked for, in order (:func:`robustbench_cgn.resolver.resolve_spec`): the
     ``CGNBENCH_WEIGHTS`` override (or the legacy variable ``env``); ``source`` when it is a
     package resource (``package:<module>/<path>``, weights shipped in a wheel); ``local``
-    paths under the user's ``--data-dir``; the cache; else a download from ``urls`` into the
-    cache, checked against ``sha256`` (``md5`` where only that is published). ``companions``
-    are fetched beside it (e.g. BigGAN's ``config.json``).
+    paths under the user's ``--data-dir``; torch hub's checkpoint folder when ``torch_hub``
+    (files torchvision and torch-fidelity download there themselves); the cache; else a
+    download from ``urls`` into the cache, checked against ``sha256`` (``md5`` where only that
+    is published). ``companions`` are fetched beside it (e.g. BigGAN's ``config.json``).
 
     ``preprocessing`` is the input convention the weights were trained with and travels with
     them, as in timm's pretrained configs; ``config`` holds the component config they need;
@@ -62,6 +63,7 @@ class WeightsSpec:
     env: str = ""
     companions: tuple[RemoteFile, ...] = ()
     task: str = ""
+    torch_hub: bool = False
 
     @property
     def component(self) -> str:

@@ -224,6 +224,9 @@ def _resolve_spec(
             if candidate.is_file():
                 _check(candidate, spec, f"{spec.name} copy under --data-dir")
                 return ResolvedFile(candidate, cached_sha256(candidate), spec.name, "data-dir")
+    hub = torch_hub_path(spec)
+    if hub is not None and hub.is_file():  # torch hub checked the hash when it downloaded it
+        return ResolvedFile(hub, cached_sha256(hub), spec.name, "torch-hub")
     target = spec_cache_path(spec, cache_dir)
     cached = target.is_file()
     if not spec.urls and not cached:
@@ -238,6 +241,16 @@ def _resolve_spec(
     for companion in spec.companions:
         _fetch_one(spec.name, companion, target.parent)
     return ResolvedFile(path, cached_sha256(path), spec.name, "cache" if cached else "download")
+
+
+def torch_hub_path(spec: WeightsSpec) -> Path | None:
+    """Where torch hub keeps ``spec``'s file (``<hub dir>/checkpoints/<file>``), for specs
+    marked ``torch_hub``; ``None`` otherwise."""
+    if not spec.torch_hub:
+        return None
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / spec.file_name
 
 
 def _fetch_one(name: str, remote: RemoteFile, folder: Path) -> Path:

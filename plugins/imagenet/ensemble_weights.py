@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from robustbench_cgn.artifacts import WeightsSpec
 from robustbench_cgn.checkpoint import load_state_dict_file
 from robustbench_cgn.data.download import cached_sha256
 from robustbench_cgn.errors import CGNBenchError, DataNotFoundError
-from robustbench_cgn.resolver import URL_SCHEMES, override, resolve_spec, resolve_weights
+from robustbench_cgn.resolver import (
+    URL_SCHEMES,
+    override,
+    resolve_spec,
+    resolve_weights,
+    torch_hub_path,
+)
 
 from .ensemble_model import InvariantEnsemble
 
@@ -35,6 +40,7 @@ RESNET50_WEIGHTS = WeightsSpec(
     local=(f"resnet50/{RESNET50_FILE}",),
     env=WEIGHTS_ENV,
     task="imagenet",
+    torch_hub=True,
 )
 
 
@@ -52,9 +58,6 @@ def resolve_backbone_weights(setting: str) -> Path | None:
         if not setting.startswith(URL_SCHEMES) and not path.is_file():
             raise DataNotFoundError(f"backbone_weights file {path} does not exist")
         return resolve_weights(setting, what="backbone_weights").path
-    hub = Path(torch.hub.get_dir()) / "checkpoints" / RESNET50_FILE
-    if override(RESNET50_WEIGHTS) is None and hub.is_file():
-        return hub
     try:
         return resolve_spec(RESNET50_WEIGHTS).path
     except DataNotFoundError as exc:
@@ -62,7 +65,8 @@ def resolve_backbone_weights(setting: str) -> Path | None:
             raise
         raise DataNotFoundError(
             f"ImageNet ResNet-50 weights not found: `cgnbench fetch {RESNET50_WEIGHTS.name}` "
-            f"downloads {RESNET50_URL} (or put it at {hub}, set {WEIGHTS_ENV} or "
+            f"downloads {RESNET50_URL} (or put it at {torch_hub_path(RESNET50_WEIGHTS)}, set "
+            f"{WEIGHTS_ENV} or "
             f"backbone_weights=<file>; backbone_weights=random trains from scratch) ({exc})"
         ) from None
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from ..artifacts import WeightsSpec
 from ..errors import CGNBenchError, DataNotFoundError
-from ..resolver import override, resolve_spec, resolve_weights
+from ..resolver import resolve_spec, resolve_weights, torch_hub_path
 from ..weights_file import load_weights_file
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -39,6 +38,7 @@ INCEPTION_WEIGHTS = WeightsSpec(
     license="Apache-2.0 (torch-fidelity; TF Inception weights)",
     citation="Heusel et al., GANs Trained by a Two Time-Scale Update Rule, NeurIPS 2017",
     env="CGNBENCH_INCEPTION_WEIGHTS",
+    torch_hub=True,
 )
 
 
@@ -48,12 +48,10 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
     download); otherwise :class:`DataNotFoundError` saying how to get it."""
     if path not in (None, ""):
         return resolve_weights(str(path), what="Inception weights").path
-    hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    if override(INCEPTION_WEIGHTS) is None and hub.is_file():
-        return hub
     try:
         return resolve_spec(INCEPTION_WEIGHTS).path
     except DataNotFoundError as exc:
+        hub = torch_hub_path(INCEPTION_WEIGHTS)
         raise DataNotFoundError(
             f"FID and the Inception Score need the Inception weights {INCEPTION_FILE}: "
             f"`cgnbench fetch inception.fid` downloads {INCEPTION_URL} (or set "
