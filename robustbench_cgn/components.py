@@ -184,8 +184,8 @@ class Component(ABC):
         ``weights`` setting when it is neither ``auto`` nor a local file (a registered name
         or a URL); components whose ``auto`` means a registered file name it themselves."""
         weights = str(getattr(self.config, "weights", "") or "").strip()
-        if weights in ("", "auto", "random", "none"):
-            return []
+        if weights in ("", "auto", "random", "none") or weights.startswith("run:"):
+            return []  # run:<id>: a training's weights, already local
         if "://" not in weights and ("/" in weights or Path(weights).expanduser().exists()):
             return []  # a local file
         return [weights]
@@ -216,10 +216,21 @@ class Generator(TaskScoped):
     kind: ClassVar[str] = "generator"
     implements: ClassVar[str | None] = None
     default_classifier: ClassVar[str | None] = None
+    #: The trainable-generator contract: a frozen dataclass of training options (its numbers
+    #: ``bounded``; fields with ``identity=False`` are bookkeeping, not part of what is
+    #: trained), or ``None`` for a generator that cannot be trained by the harness.
+    Training: ClassVar[type | None] = None
 
     @abstractmethod
     def generate(self, task: Task, ctx: RunContext) -> TrainingSet | None:
         """Return the training data, or ``None`` for "no training: use the classifier as is"."""
+
+    def train(self, task: Task, ctx: RunContext, options: Any) -> Path:
+        """Train this generator for ``task`` in ``ctx.workdir`` (resuming from the checkpoints
+        a killed attempt left there) and return the exported weights file, which the
+        generator's ``weights`` setting accepts (``run:<id>`` resolves to it). ``options`` is
+        an instance of :attr:`Training`; ``ctx.seed`` seeds the training."""
+        raise IncompatibleError(f"generator {self.name!r} cannot be trained by cgnbench")
 
     def sample_with_masks(
         self, task: Task, ctx: RunContext, n: int

@@ -92,11 +92,25 @@ def bounded(
     max: float | None = None,  # noqa: A002
     above: float | None = None,
     below: float | None = None,
+    identity: bool = True,
 ) -> Any:
     """A numeric ``Config`` field with its declared :class:`Range`, checked by
     :func:`build_config` before anything runs: ``epochs: int = bounded(10, min=1, max=10_000)``.
+    ``identity=False``: bookkeeping (e.g. how often to checkpoint), left out of run identity.
     """
-    return dataclasses.field(default=default, metadata={"range": Range(min, max, above, below)})
+    metadata = {"range": Range(min, max, above, below), "identity": identity}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def identity_options(config: Any) -> dict[str, Any]:
+    """The fields of a config dataclass that define what is computed (``identity=False``
+    bookkeeping fields left out), JSON-friendly."""
+    plain = config_as_dict(config)
+    return {
+        f.name: plain[f.name]
+        for f in dataclasses.fields(config)
+        if f.metadata.get("identity", True)
+    }
 
 
 def field_range(field: dataclasses.Field) -> Range | None:

@@ -52,6 +52,7 @@ __all__ = [
 WEIGHTS_ENV = "CGNBENCH_WEIGHTS"
 MIRROR_ENV = "CGNBENCH_MIRROR"
 URL_SCHEMES = ("http://", "https://", "file://", "gdrive:")
+RUN_PREFIX = "run:"  # weights exported by a finished `cgnbench train-generator` run
 PACKAGE_PREFIX = "package:"
 
 
@@ -284,6 +285,8 @@ def resolve_weights(
     specs = specs or {}
     if text in specs:
         return resolve_spec(specs[text], data_dir=data_dir, cache_dir=cache_dir)
+    if text.startswith(RUN_PREFIX):
+        return _resolve_run(text[len(RUN_PREFIX) :].strip(), what)
     if text.startswith(URL_SCHEMES):
         return _remember(("url", text, str(cache_dir)), lambda: _resolve_url(text, cache_dir))
     path = Path(text).expanduser()
@@ -297,6 +300,37 @@ def resolve_weights(
     raise DataNotFoundError(
         f"{what} {text!r} is neither a registered name ({names}), a URL nor an existing file"
     )
+
+
+def _resolve_run(prefix: str, what: str) -> ResolvedFile:
+    """The weights a finished ``cgnbench train-generator`` run exported (``run:<id>``, a unique
+    prefix is enough), from the results store ``--results`` / ``CGNBENCH_RESULTS`` name."""
+    from .settings import resolve_paths
+    from .store import ResultsStore
+
+    path = resolve_paths().results
+    if not prefix or not path.is_file():
+        raise DataNotFoundError(f"{what} run:{prefix}: no results store at {path} to look in")
+    with ResultsStore(path) as store:
+        trainings = [r for r in store.find_runs(prefix) if r.provenance.get("weights_file")]
+        if len(trainings) != 1 or trainings[0].status != "complete":
+            found = "none" if not trainings else ", ".join(r.run_id for r in trainings[:3])
+            raise DataNotFoundError(
+                f"{what} run:{prefix}: not one finished generator training with that id in "
+                f"{path} (found: {found}); `cgnbench train-generator` prints the id"
+            )
+        record = trainings[0]
+    weights = Path(record.provenance["weights_file"])
+    if not weights.is_file():
+        raise DataNotFoundError(f"{what} run:{record.run_id}: its weights {weights} are gone")
+    digest = cached_sha256(weights)
+    recorded = record.provenance.get("weights_sha256")
+    if recorded and recorded != digest:
+        raise ChecksumError(
+            f"{what} run:{record.run_id}: {weights} changed since it was trained "
+            f"(sha256 {digest[:16]}..., recorded {recorded[:16]}...)"
+        )
+    return ResolvedFile(weights, digest, f"run:{record.run_id}", "run")
 
 
 def _resolve_url(url: str, cache_dir: str | os.PathLike | None) -> ResolvedFile:

@@ -12,6 +12,7 @@ HOME_ENV = "CGNBENCH_HOME"
 CACHE_ENV = "CGNBENCH_CACHE"
 DATA_ENV = "CGNBENCH_DATA"
 RESULTS_FILE = "results.sqlite"
+RESULTS_ENV = "CGNBENCH_RESULTS"  # what --results says, for code that has no App at hand
 
 
 def env_flag(name: str) -> bool:
@@ -43,6 +44,7 @@ def resolve_paths(results: str | Path | None = None, data_dir: str | Path | None
     user's data directory (e.g. ``~/.local/share/cgnbench``)."""
     home = Path(os.environ.get(HOME_ENV) or platformdirs.user_data_dir("cgnbench"))
     results_path = home / RESULTS_FILE
+    results = results if results is not None else (os.environ.get(RESULTS_ENV) or None)
     if results is not None:
         results = Path(results).expanduser()
         if results.suffix in {".sqlite", ".db", ".sqlite3"}:

@@ -22,9 +22,17 @@ KINDS = {"generator": "generators", "classifier": "classifiers", "benchmark": "b
 
 
 def _components():
+    """``(section, entry, options dataclass)``: every component's Config, and every trainable
+    generator's Training (section ``training``: ``cgnbench train-generator --set``)."""
     for section, kind in KINDS.items():
         for entry in REGISTRIES.by_kind(kind).list("*"):
-            yield section, entry
+            yield section, entry, entry.cls.Config
+            if section == "generator" and entry.cls.Training is not None:
+                yield "training", entry, entry.cls.Training
+
+
+def _first_task(entry) -> str:
+    return next(t.name for t in REGISTRIES.tasks.list("*") if entry.cls.supports(t.task))
 
 
 def _combination(section: str, name: str, store: ResultsStore) -> list[str] | None:
@@ -80,8 +88,7 @@ def _bad_values(field: dataclasses.Field, annotation) -> list[tuple[str, str]]:
 
 
 def _matrix():
-    for section, entry in _components():
-        config = entry.cls.Config
+    for section, entry, config in _components():
         hints = typing.get_type_hints(config)
         for field in dataclasses.fields(config):
             for value, message in _bad_values(field, hints[field.name]):
@@ -96,8 +103,7 @@ MATRIX = list(_matrix())
 
 def test_every_numeric_option_declares_a_range_that_holds_its_default():
     undeclared = []
-    for section, entry in _components():
-        config = entry.cls.Config
+    for section, entry, config in _components():
         hints = typing.get_type_hints(config)
         for field in dataclasses.fields(config):
             if hints[field.name] not in (int, float):
@@ -130,7 +136,11 @@ def combinations(tmp_path_factory):
 def test_bad_values_are_one_line_before_anything_runs(
     section, name, key, value, message, combinations, capsys, _isolated_home
 ):
-    args = combinations(section, name)
+    if section == "training":
+        entry = REGISTRIES.generators.get(name)
+        args = ["train-generator", "-g", name, "--task", _first_task(entry), "--device", "cpu"]
+    else:
+        args = combinations(section, name)
     assert args is not None, f"no benchmark plans a run with {section} {name}"
     started = time.monotonic()
     with pytest.raises(SystemExit) as exited:

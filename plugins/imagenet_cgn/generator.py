@@ -11,6 +11,7 @@ trains its three heads on. An interrupted generation resumes where it stopped (s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -26,6 +27,7 @@ from .generation import (
     quantize,
     write_counterfactual_dataset,
 )
+from .generator_training import ImageNetTraining, train_imagenet_cgn
 from .weights import AUTHORS_WEIGHTS, load_cgn_weights, random_cgn, resolve_cgn_file
 
 RANDOM = "random"
@@ -79,6 +81,11 @@ class CGNImageNetGenerator(Generator):
                 raise ValueError(f"architecture must be one of {ARCHITECTURES}")
             if self.u2net_variant not in U2NET_VARIANTS:
                 raise ValueError(f"u2net_variant must be one of {U2NET_VARIANTS}")
+
+    Training = ImageNetTraining  # `cgnbench train-generator -g cgn --task imagenet`
+
+    def train(self, task: Task, ctx: RunContext, options: ImageNetTraining) -> Path:
+        return train_imagenet_cgn(task, ctx, options)
 
     # -- weights --
 

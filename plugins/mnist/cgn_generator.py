@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -15,6 +16,7 @@ from .cgn_model import load_cgn_checkpoint
 from .counterfactuals import quantize_images, write_counterfactuals
 from .galleries import save_independence_grid, save_mechanism_gallery
 from .generated_sets import cached_image_set
+from .generator_training import MnistTraining, train_mnist_generator
 from .tasks import MNIST_TASK_NAMES
 from .zoo import ZOO_TAG_OF_TASK, resolve_weights, training_record
 
@@ -48,6 +50,11 @@ class CGNGenerator(Generator):
         def __post_init__(self):
             if self.n_counterfactuals < 1 or self.no_cfs < 1 or self.batch_size < 1:
                 raise ValueError("n_counterfactuals, no_cfs and batch_size must be >= 1")
+
+    Training = MnistTraining  # `cgnbench train-generator -g cgn --task <mnist task>`
+
+    def train(self, task: Task, ctx: RunContext, options: MnistTraining) -> Path:
+        return train_mnist_generator("cgn", task, ctx, options)
 
     def weights_file(self, task: Task, ctx: RunContext | None = None) -> ResolvedFile:
         """The weights, resolved once per process (path, sha256, label)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch.utils.data import TensorDataset
 
@@ -10,6 +11,7 @@ from robustbench_cgn import Generator, RunContext, Task, TrainingSet, bounded
 
 from .counterfactuals import CounterfactualBatch, write_image_batches
 from .generated_sets import cached_image_set
+from .generator_training import MnistTraining, train_mnist_generator
 from .hashing import state_dict_sha256
 from .sample_grids import save_dcgan_grid
 from .tasks import MNIST_TASK_NAMES
@@ -41,6 +43,11 @@ class DCGANBaselineGenerator(Generator):
         def __post_init__(self):
             if self.n_samples < 1 or self.batch_size < 1:
                 raise ValueError("n_samples and batch_size must be >= 1")
+
+    Training = MnistTraining  # `cgnbench train-generator -g dcgan --task <mnist task>`
+
+    def train(self, task: Task, ctx: RunContext, options: MnistTraining) -> Path:
+        return train_mnist_generator("dcgan", task, ctx, options)
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
         weights = resolve_weights(self.config.weights, "dcgan", task.name, data_dir=ctx.data_dir)

@@ -1,4 +1,6 @@
-"""``cgnbench train-generator``: train an MNIST CGN or DCGAN, resumably, and export its weights.
+"""``cgnbench train-mnist-generator``: train an MNIST CGN or DCGAN into a folder of your choice,
+resumably, and export its weights (``cgnbench train-generator -g cgn --task colored-mnist`` does
+the same as a run recorded in the results store).
 
 Registered through the ``register_commands`` hook of the built-in generators plugin, the same
 way a third-party plugin adds a command.
@@ -26,7 +28,7 @@ from .training import VARIANTS, MnistGeneratorTrainer, TrainConfig, export_gener
 SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
 
 
-@command("train-generator")
+@command("train-mnist-generator")
 @option("--model", type=Choice(("cgn", "dcgan")), required=True)
 @option("--variant", type=Choice(VARIANTS), required=True)
 @option(
@@ -144,7 +146,8 @@ def train_generator_command(
     device,
     no_export,
 ) -> None:
-    """Train an MNIST CGN or the DCGAN baseline; rerun the same command to resume.
+    """Train an MNIST CGN or the DCGAN baseline into --out; rerun the same command to resume
+    (`train-generator` trains as a recorded run instead).
 
     Writes checkpoints, sample grids, a loss/mask-collapse log and, at the end,
     generator.pth (+ .json with config, data provenance and this command) into --out.

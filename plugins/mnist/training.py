@@ -77,7 +77,7 @@ __all__ = [
 CHECKPOINT_FORMAT = "cgnbench-mnist-generator-train/1"
 EXPORT_FORMAT = "cgnbench-mnist-generator-export/1"
 VARIANTS = ("colored", "double-colored", "wildlife")
-COMMAND = ("cgnbench", "train-generator")
+COMMAND = ("cgnbench", "train-mnist-generator")
 
 #: Per-variant CGN hyperparameters (cgn-reference.md section 1). ``lambda_edge`` is the
 #: reproduction's, used in improved mode only. Style weights: relu1_2, relu2_2, relu3_3, relu4_3.
@@ -341,7 +341,7 @@ def load_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
 def reproduce_command(
     config: TrainConfig, data_dir: Any, out_dir: Any = "OUT", threads: int | None = None
 ) -> str:
-    """The ``cgnbench train-generator`` command line that re-creates ``config``
+    """The ``cgnbench train-mnist-generator`` command line that re-creates ``config``
     (``threads``: bitwise reproduction on CPU needs the same thread count)."""
     c = config
     opts = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -10,6 +11,7 @@ import click
 from ..distributed import environment
 from ..errors import CGNBenchError
 from ..plugin_manager import load_plugins
+from ..settings import RESULTS_ENV
 from .app import App
 from .plugin_commands import CommandAdder
 
@@ -82,6 +84,8 @@ def cli(ctx: click.Context, results, quiet, blocked, no_autoload, strict_plugins
       cgnbench run --generator cgn --benchmark c-mnist
       cgnbench leaderboard --format csv -o lb.csv
     """
+    if results:  # `weights=run:<id>` is looked up in this store (robustbench_cgn.resolver)
+        os.environ[RESULTS_ENV] = str(results)
     ctx.obj = App(
         results=results,
         quiet=quiet,
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         running,
         selfcheck,
         sweeping,
+        training,
     )
 
     global _invocation_args

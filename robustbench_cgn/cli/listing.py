@@ -136,6 +136,8 @@ def _entries(app: App, kind: str, pattern: str) -> list[dict]:
             )  # fmt: skip
             continue
         description = entry.description
+        if kind == "generators" and getattr(entry.cls, "Training", None) is not None:
+            description += " [trainable: cgnbench train-generator]"
         if kind == "benchmarks":
             main = entry.cls.main_metric()
             main_name = main.name if main else "-"

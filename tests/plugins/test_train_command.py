@@ -1,4 +1,4 @@
-"""``cgnbench train-generator`` (a command added through the register_commands hook)."""
+"""``cgnbench train-mnist-generator`` (a command added through the register_commands hook)."""
 
 import json
 
@@ -6,13 +6,13 @@ from conftest import run_cli
 
 
 def test_listed_in_help():
-    assert "train-generator" in run_cli("--help").stdout
+    assert "train-mnist-generator" in run_cli("--help").stdout
 
 
 def test_train_resume_and_export(tmp_path, shared_data):
     out = tmp_path / "dcgan"
     base = [
-        "train-generator",
+        "train-mnist-generator",
         "--model",
         "dcgan",
         "--variant",
@@ -35,12 +35,12 @@ def test_train_resume_and_export(tmp_path, shared_data):
     sidecar = json.loads((out / "generator.json").read_text())
     assert (out / "generator.pth").stat().st_size > 0
     assert sidecar["iterations"] == 4
-    assert sidecar["command"].startswith("cgnbench train-generator --model dcgan")
+    assert sidecar["command"].startswith("cgnbench train-mnist-generator --model dcgan")
 
 
 def test_bad_input_is_one_line(tmp_path):
     result = run_cli(
-        "train-generator",
+        "train-mnist-generator",
         "--model",
         "cgn",
         "--variant",

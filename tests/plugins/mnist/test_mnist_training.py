@@ -243,7 +243,7 @@ def test_export_round_trips_through_load_cgn_checkpoint(make, tmp_path, mode):
     assert sidecar["iterations"] == 1 and sidecar["mode"] == mode
     assert sidecar["vgg"]["sha256"] and sidecar["data"]["mnist_source"] == "mnist-full"
     assert sidecar["weights_sha256"] == file_sha256(out)
-    assert sidecar["command"].startswith("cgnbench train-generator")
+    assert sidecar["command"].startswith("cgnbench train-mnist-generator")
     raw = torch.load(out, weights_only=True)
     assert set(raw) == set(build_cgn().state_dict())  # the authors' flat layout
     cgn = load_cgn_checkpoint(out, mask_activation=sidecar["mask_activation"])  # strict

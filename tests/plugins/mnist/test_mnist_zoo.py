@@ -27,7 +27,7 @@ def zoo_dir(monkeypatch, tmp_path):
         "iteration": 123,
         "data": {"mnist_source": "mnist-full"},  # as load_train_data records it
         "vgg": {"sha256": "ab" * 32},
-        "command": "cgnbench train-generator --model cgn --variant colored ...",
+        "command": "cgnbench train-mnist-generator --model cgn --variant colored ...",
     }
     export_generator_weights(checkpoint, folder / "cgn.c-mnist.pth")
     return folder
@@ -40,7 +40,7 @@ def test_only_shipped_entries_are_listed_with_their_record(zoo_dir):
     assert spec.sha256 == record["weights_sha256"]
     assert spec.provenance["iterations"] == 123
     assert spec.provenance["data_source"] == "mnist-full"
-    assert spec.provenance["command"].startswith("cgnbench train-generator")
+    assert spec.provenance["command"].startswith("cgnbench train-mnist-generator")
     assert spec.config == {"mask_activation": "clamp"}
     assert spec.preprocessing["range"] == [-1, 1]
 
@@ -78,7 +78,8 @@ def test_every_shipped_entry_verifies_loads_and_records_how_it_was_made(name):
     assert label == name
     (load_cgn_checkpoint if component == "cgn" else load_dcgan_generator)(path)  # strict
     (spec,) = [s for s in zoo.shipped_weights() if s.name == name]
-    assert spec.provenance["command"].startswith(f"cgnbench train-generator --model {component}")
+    command = spec.provenance["command"]
+    assert command.startswith(f"cgnbench train-mnist-generator --model {component}")
     assert spec.provenance["data_source"] == "mnist-full"  # the full real MNIST
     # trained well past any warm-up (the quality itself is gated in test_mnist_cf_quality.py)
     assert spec.provenance["iterations"] >= 5_000
