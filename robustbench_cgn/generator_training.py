@@ -16,7 +16,7 @@ is ``-``; it records no metrics, so leaderboards do not show it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,13 @@ from .registry import Entry
 from .settings import Paths
 from .store import ResultsStore
 
-__all__ = ["TRAINING_BENCHMARK_PREFIX", "GeneratorTraining", "TrainOutcome", "TrainRequest"]
+__all__ = [
+    "TRAINING_BENCHMARK_PREFIX",
+    "GeneratorTraining",
+    "TrainOutcome",
+    "TrainRequest",
+    "run_trainer",
+]
 
 TRAINING_BENCHMARK_PREFIX = "train:"
 
@@ -166,6 +172,24 @@ class GeneratorTraining:
         )
         status = "resumed" if existing is not None else "trained"
         return TrainOutcome(run_id, status, weights, entry.name)
+
+
+def run_trainer(
+    trainer: Any,
+    ctx: RunContext,
+    description: str,
+    status: Callable[[dict[str, float]], str],
+) -> dict[str, Any]:
+    """``trainer.run()`` under the run's progress bar (starting at the trainer's iteration,
+    showing ``status(losses)``), after saying that a killed attempt is being resumed; returns
+    the trainer's summary. For the domains' resumable trainers (``iteration``,
+    ``resumed_from``, ``on_step``, ``config.iterations``, ``run()``)."""
+    if getattr(trainer, "resumed_from", None) is not None:
+        ctx.log(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
+    total = trainer.config.iterations
+    with ctx.progress.task(description, total=total, completed=trainer.iteration) as bar:
+        trainer.on_step = lambda iteration, losses: bar.update_to(iteration, status=status(losses))
+        return trainer.run()
 
 
 def _weights_of(record) -> Path:

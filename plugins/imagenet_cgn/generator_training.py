@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from robustbench_cgn import CGNBenchError, RunContext, Task, bounded
+from robustbench_cgn.generator_training import run_trainer
 
 from .training import EXPORT_FILE, ImageNetCGNTrainer, TrainConfig, export_cgn_weights
 
@@ -70,18 +71,12 @@ def train_imagenet_cgn(task: Task, ctx: RunContext, options: ImageNetTraining) -
         device=ctx.device,
         command=["cgnbench", "train-generator", "-g", "cgn-imagenet", "--task", task.name],
     )
-    with ctx.progress.task(
+    summary = run_trainer(
+        trainer,
+        ctx,
         f"training cgn-imagenet ({options.architecture})",
-        total=trainer.config.iterations,
-        completed=trainer.iteration,
-    ) as bar:
-
-        def on_step(iteration: int, losses: dict[str, float]) -> None:
-            shown = " ".join(f"{k[:5]}={losses[k]:.3g}" for k in SHOWN_LOSSES if k in losses)
-            bar.update_to(iteration, status=shown)
-
-        trainer.on_step = on_step
-        summary = trainer.run()
+        lambda losses: " ".join(f"{k[:5]}={losses[k]:.3g}" for k in SHOWN_LOSSES if k in losses),
+    )
     if not summary["finished"]:
         raise CGNBenchError(f"the training stopped at iteration {summary['iteration']}")
     return export_cgn_weights(trainer, ctx.workdir / EXPORT_FILE)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from robustbench_cgn import RunContext, Task, bounded
+from robustbench_cgn.generator_training import run_trainer
 
 from .tasks import VARIANT_OF_TASK, textures_dir_for
 from .training import MnistGeneratorTrainer, TrainConfig, export_generator_weights
@@ -80,19 +81,12 @@ def train_mnist_generator(
         vgg_weights=options.vgg_weights or None,
         device=ctx.device,
     )
-    if trainer.resumed_from is not None:
-        ctx.log(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
-    total = trainer.config.iterations
-    with ctx.progress.task(
-        f"training {model} on {task.name}", total=total, completed=trainer.iteration
-    ) as bar:
-
-        def on_step(iteration: int, losses: dict[str, float]) -> None:
-            shown = " ".join(f"{k}={losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses)
-            bar.update_to(iteration, status=shown)
-
-        trainer.on_step = on_step
-        summary = trainer.run()
+    summary = run_trainer(
+        trainer,
+        ctx,
+        f"training {model} on {task.name}",
+        lambda losses: " ".join(f"{k}={losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses),
+    )
     collapse = summary.get("collapse")
     if collapse and collapse.get("any_collapsed"):
         ctx.log(f"warning: mask collapse in classes {collapse['collapsed_classes']}")
