@@ -12,7 +12,7 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,6 +110,20 @@ class RunRecord:
         return not _pid_alive(self.pid)
 
 
+def _retry_while_locked(statement: Callable[[], Any]) -> Any:
+    """Run ``statement``, retrying while another process holds the lock: switching a new
+    file to WAL returns "database is locked" at once, without waiting for the busy timeout,
+    when two processes open a fresh store together."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _damaged(text: str) -> bool:
     return "malformed" in text or "not a database" in text or "corrupt" in text
 
@@ -158,7 +172,7 @@ class ResultsStore:
             )
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA foreign_keys = ON")
-            connection.execute("PRAGMA journal_mode = WAL")
+            _retry_while_locked(lambda: connection.execute("PRAGMA journal_mode = WAL"))
             connection.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             if _damaged(str(exc)):

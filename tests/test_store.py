@@ -190,6 +190,33 @@ def test_a_held_write_lock_is_announced_then_waited_for_or_named(
     assert notices == 1
 
 
+def _open_store(path: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        ResultsStore(path).close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(str(exc))
+
+
+def test_processes_opening_a_fresh_store_together_all_succeed(tmp_path):
+    """Two `cgnbench run` started together on a new home: switching the new file to WAL
+    returned "database is locked" at once in one of them (4 of 120 opens before the retry)."""
+    context = multiprocessing.get_context("fork")
+    outcomes = []
+    for attempt in range(20):
+        path = str(tmp_path / f"r{attempt}.sqlite")
+        barrier, results = context.Barrier(3), context.Queue()
+        openers = [context.Process(target=_open_store, args=(path, barrier, results))
+                   for _ in range(3)]  # fmt: skip
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(60)
+        outcomes += [results.get(timeout=10) for _ in openers]
+    assert outcomes == ["ok"] * 60, [o for o in outcomes if o != "ok"][:3]
+
+
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     path = str(tmp_path / "r.sqlite")
     ResultsStore(path).close()
