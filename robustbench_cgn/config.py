@@ -75,15 +75,6 @@ class Range:
         failed = [f"{sign} {bound:g}" for bound, ok, sign in checks if bound is not None and not ok]
         return f"must be {' and '.join(failed)}" if failed else None
 
-    def describe(self) -> str:
-        parts = [
-            f"{sign} {bound:g}"
-            for bound, sign in ((self.min, ">="), (self.above, ">"), (self.max, "<="),
-                                (self.below, "<"))
-            if bound is not None
-        ]  # fmt: skip
-        return " and ".join(parts)
-
 
 def bounded(
     default: float,
@@ -113,6 +104,15 @@ def identity_options(config: Any) -> dict[str, Any]:
     }
 
 
+def options_for(target: type, options: Any, **values: Any) -> Any:
+    """``target(...)`` (a dataclass) from the fields of ``options`` it shares by name, then
+    ``values``: how a component's user-facing options become a trainer's config without a
+    hand-written copy of every field."""
+    names = {f.name for f in dataclasses.fields(target)}
+    shared = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    return target(**{**{k: v for k, v in shared.items() if k in names}, **values})
+
+
 def field_range(field: dataclasses.Field) -> Range | None:
     """The declared range of a ``Config`` field, or ``None``."""
     return field.metadata.get("range")
@@ -124,18 +124,23 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def parse_set_options(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
-    """Split ``section.key=value`` strings into ``{section: {key: raw value}}``."""
+def parse_set_options(
+    pairs: Iterable[str], sections: tuple[str, ...] = SECTIONS, bare: str | None = None
+) -> dict[str, dict[str, str]]:
+    """Split ``section.key=value`` strings into ``{section: {key: raw value}}``; with
+    ``bare``, a ``key=value`` without a section belongs to that section."""
     result: dict[str, dict[str, str]] = {}
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"--set {pair!r}: expected SECTION.KEY=VALUE")
         dotted, value = pair.split("=", 1)
         section, _, key = dotted.strip().partition(".")
-        if not key or section not in SECTIONS:
+        if not key and bare is not None:
+            section, key = bare, section
+        if not key or section not in sections:
             raise ConfigError(
-                f"--set {pair!r}: the key must start with one of {', '.join(SECTIONS)} "
-                "(e.g. classifier.epochs=2)"
+                f"--set {pair!r}: the key must start with one of {', '.join(sections)} "
+                f"(e.g. {sections[0]}.{'epochs' if sections == SECTIONS else 'iterations'}=2)"
             )
         result.setdefault(section, {})[key.strip()] = value.strip()
     return result

@@ -274,9 +274,6 @@ class Runner:
     def run(self, request: RunRequest) -> RunOutcome:
         planned = self.plan(request)
         run_id, ctx, dist = planned.run_id, planned.context, self.distributed
-        existing = self.store.get_run(run_id) if self.store is not None else None
-        if existing is None or existing.status != "complete" or request.force:
-            planned.benchmark.task.check_data(ctx)  # missing data: one line, nothing stored
         start = dist.on_main(self._start, planned, request)
         if start.skipped is not None:
             return RunOutcome(run_id, "skipped", False, start.skipped, [])
@@ -311,6 +308,7 @@ class Runner:
         existing = store.get_run(run_id)
         if existing is not None and existing.status == "complete" and not request.force:
             return _Start(skipped=existing)
+        planned.benchmark.task.check_data(ctx)  # missing data: one line, nothing stored
         resumed = existing is not None and not request.force
         spec = planned.spec
         provenance = collect(ctx.device, {p.name: p.version for p in self.plugins.plugins})

@@ -110,17 +110,24 @@ class RunRecord:
         return not _pid_alive(self.pid)
 
 
-def _retry_while_locked(statement: Callable[[], Any]) -> Any:
-    """Run ``statement``, retrying while another process holds the lock: switching a new
-    file to WAL returns "database is locked" at once, without waiting for the busy timeout,
-    when two processes open a fresh store together."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
+def _retry_while_locked(
+    statement: Callable[[], Any], on_long_wait: Callable[[], None] | None = None
+) -> Any:
+    """Run ``statement``, retrying for up to ``BUSY_TIMEOUT_S`` while another process holds
+    the lock (then the last ``OperationalError`` is raised); ``on_long_wait`` is called once
+    when the wait passes ``NOTICE_AFTER_S``. Needed beyond SQLite's busy timeout: switching a
+    new file to WAL fails at once when two processes open a fresh store together."""
+    started, told = time.monotonic(), False
     while True:
         try:
             return statement()
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if "locked" not in str(exc) or waited > BUSY_TIMEOUT_S:
                 raise
+            if on_long_wait is not None and not told and waited >= NOTICE_AFTER_S:
+                on_long_wait()
+                told = True
             time.sleep(0.05)
 
 
@@ -227,32 +234,26 @@ class ResultsStore:
     def _begin(self, cursor: sqlite3.Cursor) -> None:
         """Take the write lock, waiting up to ``BUSY_TIMEOUT_S`` for another writer, and saying
         so on stderr once the wait is noticeable (a silent two-minute pause looks like a hang)."""
-        started, told = time.monotonic(), False
+
+        def announce() -> None:
+            print(
+                f"waiting for the results store {self.path}: another process is writing to "
+                f"it (giving up after {BUSY_TIMEOUT_S:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
         self._connection.execute("PRAGMA busy_timeout = 200")  # short waits: we can speak
         try:
-            while True:
-                try:
-                    cursor.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    waited = time.monotonic() - started
-                    if "locked" not in str(exc):
-                        raise self._store_error(exc) from None
-                    if waited > BUSY_TIMEOUT_S:
-                        raise StoreError(
-                            f"the results store {self.path} has been locked by another "
-                            f"process for {waited:.0f} s: wait for it to finish, or stop it if "
-                            "it hangs (`fuser` shows which process holds the file)"
-                        ) from None
-                    if not told and waited >= NOTICE_AFTER_S:
-                        print(
-                            f"waiting for the results store {self.path}: another process is "
-                            f"writing to it (giving up after {BUSY_TIMEOUT_S:.0f} s)",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        told = True
-                    time.sleep(0.05)
+            _retry_while_locked(lambda: cursor.execute("BEGIN IMMEDIATE"), announce)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise self._store_error(exc) from None
+            raise StoreError(
+                f"the results store {self.path} has been locked by another process for "
+                f"{BUSY_TIMEOUT_S:.0f} s: wait for it to finish, or stop it if it hangs "
+                "(`fuser` shows which process holds the file)"
+            ) from None
         finally:
             self._connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
@@ -284,12 +285,10 @@ class ResultsStore:
         """Reads: a damaged file is one :class:`StoreError` saying which file and what to do."""
         try:
             yield
-        except Exception as exc:  # sqlite3.DatabaseError, or pandas' wrapper of it
-            if isinstance(exc, sqlite3.Error) or type(exc).__name__ == "DatabaseError":
-                if _damaged(str(exc)):
-                    raise self._damaged_error(str(exc)) from None
-                raise StoreError(f"cannot read the results store {self.path}: {exc}") from None
-            raise
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:  # pandas wraps sqlite's
+            if _damaged(str(exc)):
+                raise self._damaged_error(str(exc)) from None
+            raise StoreError(f"cannot read the results store {self.path}: {exc}") from None
 
     # -- runs -----------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord | None:

@@ -77,6 +77,11 @@ def test_parse_set_options():
     for bad in ["epochs=2", "run.seed=1", "generator.n"]:
         with pytest.raises(ConfigError):
             parse_set_options([bad])
+    # train-generator's options: one section, which a bare key belongs to
+    parsed = parse_set_options(["iterations=5", "training.batch_size=8"], ("training",), "training")
+    assert parsed == {"training": {"iterations": "5", "batch_size": "8"}}
+    with pytest.raises(ConfigError, match="must start with one of training"):
+        parse_set_options(["generator.n=5"], ("training",), "training")
 
 
 def test_config_file(tmp_path):

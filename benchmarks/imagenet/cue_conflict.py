@@ -17,6 +17,7 @@ models) onto the same leaderboard.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,9 +142,7 @@ class CueConflictShapeBias(ImageNetBenchmark):
                     names,
                     decisions,
                 )
-            yield from metric_results(
-                score, PROTOCOL, lambda part, h=head: head_key(h, part), extra
-            )
+            yield from metric_results(score, PROTOCOL, functools.partial(head_key, head), extra)
         plotted = {(f"{classifier.name} {h}".strip()): s for h, s in scores.items()}
         if not ctx.is_main:
             return

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from robustbench_cgn import CGNBenchError, RunContext, Task, bounded
+from robustbench_cgn.config import options_for
 from robustbench_cgn.generator_training import run_trainer
 
 from .training import EXPORT_FILE, ImageNetCGNTrainer, TrainConfig, export_cgn_weights
@@ -45,22 +46,8 @@ class ImageNetTraining:
 
 def train_imagenet_cgn(task: Task, ctx: RunContext, options: ImageNetTraining) -> Path:
     """Train (or resume) in ``ctx.workdir``; export ``cgn_imagenet.pth`` and return it."""
-    config = TrainConfig(
-        preset=options.preset,
-        architecture=options.architecture,
-        weights=options.weights,
-        u2net_variant=options.u2net_variant,
-        truncation=options.truncation,
-        seed=ctx.seed,
-        precision=options.precision,
-        batch_size=options.batch_size or None,
-        accumulation=options.accumulation or None,
-        episodes=options.episodes or None,
-        checkpoint_every=options.checkpoint_every,
-        keep_checkpoints=options.keep_checkpoints,
-        sample_every=options.sample_every,
-        log_every=options.log_every,
-    )
+    presets = {k: getattr(options, k) or None for k in ("batch_size", "accumulation", "episodes")}
+    config = options_for(TrainConfig, options, seed=ctx.seed, **presets)  # 0: the preset's
     trainer = ImageNetCGNTrainer(
         config,
         ctx.workdir,

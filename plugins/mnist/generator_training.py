@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from robustbench_cgn import RunContext, Task, bounded
+from robustbench_cgn.config import options_for
 from robustbench_cgn.generator_training import run_trainer
 
 from .tasks import VARIANT_OF_TASK, textures_dir_for
@@ -51,26 +52,13 @@ def train_mnist_generator(
     model: Literal["cgn", "dcgan"], task: Task, ctx: RunContext, options: MnistTraining
 ) -> Path:
     """Train (or resume) in ``ctx.workdir``; export ``generator.pth`` there and return it."""
-    config = TrainConfig(
+    config = options_for(
+        TrainConfig,
+        options,
         model=model,
         variant=VARIANT_OF_TASK[task.name],
-        mode=options.mode,
-        iterations=options.iterations or None,
-        epochs=options.epochs,
-        batch_size=options.batch_size,
         seed=ctx.seed,
-        data_seed=options.data_seed,
-        lambda_binary=options.lambda_binary,
-        style_weights=options.style_weights,
-        lambda_edge=options.lambda_edge,
-        lambda_adv=options.lambda_adv,
-        mask_gradient=options.mask_gradient,
-        mechanism_prior=options.mechanism_prior,
-        mechanism_prior_iterations=options.mechanism_prior_iterations,
-        texture_init=options.texture_init,
-        checkpoint_every=options.checkpoint_every,
-        sample_every=options.sample_every,
-        log_every=options.log_every,
+        iterations=options.iterations or None,  # 0: `epochs` epochs
     )
     trainer = MnistGeneratorTrainer(
         config,

@@ -7,6 +7,7 @@ once their weights file exists: a zoo name that is not trained yet is reported a
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from dataclasses import replace
@@ -178,11 +179,16 @@ def resolve_weights(
     return resolved
 
 
+@functools.cache
+def _registered_by_sha256() -> dict[str, WeightsSpec]:
+    """The registered MNIST weights by sha256 (read once: it opens every shipped record)."""
+    return {spec.sha256: spec for spec in registered_weights() if spec.sha256}
+
+
 def _warn_if_trained_for_another_task(resolved: ResolvedFile, component: str, task: str) -> None:
     """An anonymous file (a path or URL) is accepted, with a warning when what is known of it
     (a registered file with the same sha256, or its training record) names another task."""
-    known = {spec.sha256: spec for spec in registered_weights() if spec.sha256}
-    twin = known.get(resolved.sha256)
+    twin = _registered_by_sha256().get(resolved.sha256)
     trained_for, how = (twin.task, f"it is {twin.name}") if twin is not None else ("", "")
     if not trained_for:
         sidecar = resolved.path.with_suffix(".json")

@@ -107,17 +107,17 @@ def fetch_command(
                 failed.append((f"{component.kind} {component.name}", str(exc)))
     if fmt == "json":
         click.echo(_json(done))
-    table = Table(title="fetched", title_justify="left")
-    for column in ("name", "kind", "size", "sha256", "where", "path"):
-        table.add_column(column, overflow="fold")
-    for item in done:
-        table.add_row(
-            item.name, item.kind, _size(item.size), item.sha256[:16] or "-", item.origin,
-            escape(str(item.path)),
-        )  # fmt: skip
-    if done and fmt == "table":
+    elif done:
+        table = Table(title="fetched", title_justify="left")
+        for column in ("name", "kind", "size", "sha256", "where", "path"):
+            table.add_column(column, overflow="fold")
+        for item in done:
+            table.add_row(
+                item.name, item.kind, _size(item.size), item.sha256[:16] or "-", item.origin,
+                escape(str(item.path)),
+            )  # fmt: skip
         app.console.print(table)
-    elif not failed and fmt == "table":
+    elif not failed:
         app.console.print("nothing to fetch: this run needs no registered files")
     for name, reason in failed:
         app.err_console.print(

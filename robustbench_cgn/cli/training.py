@@ -6,25 +6,13 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from ..config import parse_set_options
 from ..data.download import go_offline
 from ..device import DEVICE_CHOICES
-from ..errors import ConfigError
 from ..generator_training import GeneratorTraining, TrainRequest
 from .app import App
 from .group import cli
 from .running import warnings_once
-
-
-def _options(pairs: tuple[str, ...]) -> dict[str, str]:
-    """``KEY=VALUE`` (or ``training.KEY=VALUE``) pairs -> ``{KEY: VALUE}``."""
-    options: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip().removeprefix("training.")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set iterations=2000")
-        options[key] = value.strip()
-    return options
 
 
 @cli.command("train-generator")
@@ -60,7 +48,7 @@ def train_generator_command(
     request = TrainRequest(
         generator=generator,
         task=task,
-        options=_options(sets),
+        options=parse_set_options(sets, ("training",), bare="training").get("training", {}),
         seed=seed,
         device=device,
         force=force,
