@@ -25,19 +25,22 @@ class Served:
 class Request:
     path: str
     range: str | None
-    status: int
-    sent: int
+    status: int = 0
+    sent: int = 0
+    done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
 @dataclass
 class ReleaseServer:
     """``add(path, data)`` serves ``data`` at ``url(path)``; ``add_drive(file_id, data)``
     serves it behind a Drive-style confirmation page at ``drive_url(file_id)``. ``log``
-    holds every request (path, Range header, status, body bytes sent)."""
+    holds every request (path, Range header, status, body bytes sent) in the order they
+    arrived; reading it waits for the ones still being answered, because a client may have
+    read a whole body (and sent its next request) before the handler thread finished."""
 
     files: dict[str, Served] = field(default_factory=dict)
     drive: dict[str, bytes] = field(default_factory=dict)
-    log: list[Request] = field(default_factory=list)
+    _arrived: list[Request] = field(default_factory=list)
     port: int = 0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,6 +59,15 @@ class ReleaseServer:
         self.drive[file_id] = data
         return self.drive_url(file_id)
 
+    @property
+    def log(self) -> list[Request]:
+        with self._lock:
+            arrived = list(self._arrived)
+        for request in arrived:
+            if not request.done.wait(timeout=10):
+                raise TimeoutError(f"the release server is still answering {request.path}")
+        return arrived
+
     def requests_for(self, path: str) -> list[Request]:
         return [r for r in self.log if r.path.split("?")[0] == "/" + path.lstrip("/")]
 
@@ -71,9 +83,11 @@ class ReleaseServer:
             self._server.shutdown()
             self._server.server_close()
 
-    def record(self, request: Request) -> None:
+    def arrived(self, path: str, range_header: str | None) -> Request:
+        request = Request(path, range_header)
         with self._lock:
-            self.log.append(request)
+            self._arrived.append(request)
+        return request
 
 
 _CONFIRM_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>
@@ -93,6 +107,13 @@ def _handler(server: ReleaseServer):
             pass
 
         def do_GET(self) -> None:
+            self.request_record = server.arrived(self.path, self.headers.get("Range"))
+            try:
+                self._answer()
+            finally:
+                self.request_record.done.set()
+
+        def _answer(self) -> None:
             parsed = urllib.parse.urlparse(self.path)
             query = dict(urllib.parse.parse_qsl(parsed.query))
             if parsed.path == "/uc" and query.get("id") in server.drive:
@@ -116,7 +137,7 @@ def _handler(server: ReleaseServer):
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()
-            server.record(Request(self.path, self.headers.get("Range"), code, 0))
+            self.request_record.status = code
 
         def _send(self, served: Served) -> None:
             data, start, status = served.data, 0, 200
@@ -129,7 +150,7 @@ def _handler(server: ReleaseServer):
                     self.send_header("Content-Range", f"bytes */{len(data)}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                    server.record(Request(self.path, wanted, 416, 0))
+                    self.request_record.status = 416
                     return
                 status = 206
             body = data[start:]
@@ -140,6 +161,7 @@ def _handler(server: ReleaseServer):
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.end_headers()
+            self.request_record.status = status
             sent = 0
             try:
                 for i in range(0, len(body), 4096):
@@ -151,6 +173,6 @@ def _handler(server: ReleaseServer):
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client went away (a killed transfer)
             finally:
-                server.record(Request(self.path, wanted, status, sent))
+                self.request_record.sent = sent
 
     return Handler
