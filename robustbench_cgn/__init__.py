@@ -31,6 +31,7 @@ from .errors import (
 from .evaluation import Predictions, accuracy, predict_dataset
 from .hookspecs import hookimpl
 from .tasks import get_task
+from .trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,7 @@ __all__ = [
     "RemoteFile",
     "RunContext",
     "Task",
+    "Trainer",
     "TrainingSet",
     "RunBusyError",
     "UnknownNameError",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import types
 
+import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from robustbench_cgn import hookimpl
 from robustbench_cgn.cli.plugin_commands import CommandAdder, to_click
@@ -19,7 +21,10 @@ from robustbench_cgn.commands import (
     command,
     option,
     pass_app,
+    run_with_progress,
+    speed_text,
 )
+from robustbench_cgn.errors import ConfigError
 from robustbench_cgn.plugin_manager import load_plugins
 
 SEEN: dict = {}
@@ -80,3 +85,44 @@ def test_register_commands_takes_declared_and_click_commands():
     )
     assert sorted(group.commands) == ["greet", "legacy"]
     assert isinstance(group.commands["greet"], click.Command)
+
+
+# ------------------------------------------------------------------ training command helpers
+
+
+def test_comma_floats():
+    assert comma_floats(None, None, None) is None
+    assert comma_floats(None, None, "1,2.5, -3") == (1.0, 2.5, -3.0)
+    option = types.SimpleNamespace(name="style_weights")
+    with pytest.raises(ConfigError, match=r"^--style-weights: expected comma-separated numbers"):
+        comma_floats(None, option, "1,x")
+
+
+class FakeTrainer:
+    def __init__(self, resumed_from, iteration):
+        self.resumed_from, self.iteration, self.on_step = resumed_from, iteration, None
+
+    def run(self, stop_after):
+        for _ in range(stop_after):
+            self.iteration += 1
+            self.on_step(self.iteration, {"loss": 1.0 / self.iteration})
+        return {"iteration": self.iteration, "seconds_per_iteration": 0.25}
+
+
+def test_run_with_progress_announces_a_resume_and_passes_run_arguments(tmp_path):
+    console = Console(file=open(tmp_path / "out.txt", "w"), width=120)  # noqa: SIM115
+    seen = []
+    trainer = FakeTrainer(tmp_path / "ckpt_00000004.pt", 4)
+    summary = run_with_progress(
+        trainer,
+        console,
+        "fake",
+        total=10,
+        status=lambda losses: seen.append(losses) or f"loss={losses['loss']:.2f}",
+        stop_after=3,
+    )
+    console.file.close()
+    assert summary["iteration"] == 7 and [s["loss"] for s in seen] == [1 / 5, 1 / 6, 1 / 7]
+    assert "resuming from" in (tmp_path / "out.txt").read_text()
+    assert speed_text(summary) == ", 0.250 s/iteration"
+    assert speed_text({"seconds_per_iteration": None}) == ""

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -19,20 +17,19 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from robustbench_cgn.checkpoint import atomic_torch_save, atomic_write_text
+from robustbench_cgn.checkpoint import (
+    Checkpointer,
+    atomic_torch_save,
+    atomic_write_text,
+    read_checkpoint,
+)
 from robustbench_cgn.context import derive_seed
 from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.device import autocast
 from robustbench_cgn.errors import ConfigError, DataNotFoundError
 from robustbench_cgn.provenance import jsonable
-from robustbench_cgn.training_run import (
-    TrainingLog,
-    environment_record,
-    latest_loadable_checkpoint,
-    read_checkpoint,
-    write_checkpoint,
-)
-from robustbench_cgn.training_run import latest_checkpoint as find_latest_checkpoint
+from robustbench_cgn.trainer import OnStep, Trainer
+from robustbench_cgn.training_log import environment_record
 from robustbench_cgn_plugins.shared.style_loss import (
     VGG16_FILE,
     VGG16_WEIGHTS_ENV,
@@ -58,6 +55,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "cgnbench-imagenet-cgn-train/1"
+CHECKPOINT_WHAT = "ImageNet CGN checkpoint"
 EXPORT_FORMAT = "cgnbench-imagenet-cgn-export/1"
 EXPORT_FILE = "cgn_imagenet.pth"
 #: The reference's sample-sheet classes (goldfish, ..., toilet tissue).
@@ -84,8 +82,6 @@ PRESETS["paper"] = {
     "lr_texture": 1e-5,
     "perceptual_weights": (5.0, 5.0, 5.0, 5.0),
 }
-
-OnStep = Callable[[int, dict[str, float]], None]
 
 
 # ---------------------------------------------------------------------------------- config
@@ -211,20 +207,16 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-_BOOKKEEPING = {
-    "episodes",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "sample_every",
-    "log_every",
-    "sample_classes",
-}
-
-
-def _norm(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_norm(v) for v in value]
-    return value
+_BOOKKEEPING = frozenset(
+    {
+        "episodes",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "sample_every",
+        "log_every",
+        "sample_classes",
+    }
+)
 
 
 # ------------------------------------------------------------------------------- the files
@@ -280,14 +272,20 @@ def resolve_training_files(
 
 def load_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """A training checkpoint, read with ``weights_only=True``, format checked."""
-    return read_checkpoint(path, CHECKPOINT_FORMAT, "ImageNet CGN checkpoint")
+    return read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_WHAT)
+
+
+def find_latest_checkpoint(run_dir: str | PathLike[str]) -> Path | None:
+    """The newest checkpoint of the training in ``run_dir`` (``None``: none yet)."""
+    return Checkpointer.of_run(run_dir).latest()
 
 
 # ---------------------------------------------------------------------------------- trainer
 
 
-class ImageNetCGNTrainer:
-    """One resumable training run in ``out_dir`` (module docstring).
+class ImageNetCGNTrainer(Trainer):
+    """One resumable training run in ``out_dir`` (module docstring; the loop, checkpoints and
+    log are :class:`~robustbench_cgn.trainer.Trainer`'s).
 
     Args:
         config: the run's :class:`TrainConfig`.
@@ -299,6 +297,10 @@ class ImageNetCGNTrainer:
         on_step: ``on_step(iteration, losses)`` after every iteration.
         command: the command line that started the run (recorded).
     """
+
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_what = CHECKPOINT_WHAT
+    bookkeeping = _BOOKKEEPING
 
     def __init__(
         self,
@@ -315,9 +317,8 @@ class ImageNetCGNTrainer:
         command: list[str] | None = None,
     ):
         self.config = cfg = config.resolved()
-        self.out_dir = Path(out_dir)
+        super().__init__(out_dir, on_step=on_step)
         self.device = torch.device(device)
-        self.on_step = on_step
         self.command = command
         if cfg.precision == "bf16" and self.device.type == "cpu":
             warnings.warn("bf16 autocast on the CPU is slow; use fp32 there", stacklevel=2)
@@ -364,14 +365,7 @@ class ImageNetCGNTrainer:
             for name, module in self.cgn.mechanisms().items()
         }
         self.rng = torch.Generator().manual_seed(derive_seed(cfg.seed, "train"))
-        self.iteration = 0
-        self.log = TrainingLog(self.out_dir, cfg.log_every)
-        self.resumed_from: Path | None = None
-        path = latest_loadable_checkpoint(self.out_dir, load_checkpoint) if resume else None
-        if path is not None:
-            self.load_state(load_checkpoint(path))
-            self.resumed_from = path
-            self.log.truncate_after(self.iteration)
+        self.resume(resume)
 
     # -- one iteration --
 
@@ -407,52 +401,18 @@ class ImageNetCGNTrainer:
         values["mask_mean"] = float(out.mask.detach().float().mean())
         return values
 
-    def run(self, iterations: int | None = None, stop_after: int | None = None) -> dict[str, Any]:
-        """Train until ``iterations`` (default ``episodes * accumulation``) are done, or for at
-        most ``stop_after`` iterations in this call; log, sample and checkpoint on the way and
-        checkpoint at the end. Returns a summary."""
-        cfg = self.config
-        target = cfg.iterations if iterations is None else int(iterations)
-        if stop_after is not None:
-            target = min(target, self.iteration + int(stop_after))
-        if self.resumed_from is not None:
-            self.log.write({"event": "resume", "iteration": self.iteration})
-        elif self.iteration == 0:
-            self.log.write(
-                {
-                    "event": "start",
-                    "iteration": 0,
-                    "config": cfg.to_dict(),
-                    "files": self.files,
-                    "command": self.command,
-                }
-            )
-        start, t0 = self.iteration, self.log.start_window()
-        while self.iteration < target:
-            losses = self.train_step()
-            it = self.iteration
-            if self.on_step is not None:
-                self.on_step(it, losses)
-            self.log.add_losses(it, losses, episode=self.episode)
-            if it % cfg.sample_every == 0 and it != target:
-                self.save_samples()
-            if it % cfg.checkpoint_every == 0 and it != target:
-                self.save_checkpoint()
-        seconds = time.perf_counter() - t0
-        self.log.flush_losses(self.iteration, episode=self.episode)
-        done = self.iteration - start
-        sheet = self.save_samples() if done else None
-        checkpoint = self.save_checkpoint()
-        return {
-            "iteration": self.iteration,
-            "episode": self.episode,
-            "iterations_run": done,
-            "finished": self.iteration >= cfg.iterations,
-            "seconds": seconds,
-            "seconds_per_iteration": seconds / done if done else None,
-            "checkpoint": str(checkpoint),
-            "samples": None if sheet is None else str(sheet),
-        }
+    def start_record(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "files": self.files, "command": self.command}
+
+    def log_fields(self) -> dict[str, Any]:
+        return {"episode": self.episode}
+
+    def sample(self, label: str, *, final: bool) -> dict[str, Any]:
+        return {"sheet": self.save_samples()}
+
+    def summary_fields(self, samples: dict[str, Any] | None) -> dict[str, Any]:
+        sheet = None if samples is None else str(samples["sheet"])
+        return {"episode": self.episode, "samples": sheet}
 
     # -- logging, samples --
 
@@ -523,27 +483,10 @@ class ImageNetCGNTrainer:
             "environment": environment_record(self.device),
         }
 
-    def save_checkpoint(self) -> Path:
-        """``ckpt_<iteration>.pt`` in ``out/checkpoints``, then keep the newest
-        ``keep_checkpoints`` (:func:`~robustbench_cgn.training_run.write_checkpoint`)."""
-        return write_checkpoint(
-            self.out_dir, self.iteration, self.state(), self.config.keep_checkpoints
-        )
-
     def load_state(self, ckpt: dict[str, Any]) -> None:
         """Restore a checkpoint; refuses one from another configuration or other input files."""
         theirs = TrainConfig.from_dict(ckpt["config"]).resolved().to_dict()
-        mine = self.config.to_dict()
-        diff = {
-            k: (theirs.get(k), v)
-            for k, v in mine.items()
-            if k not in _BOOKKEEPING and _norm(theirs.get(k)) != _norm(v)
-        }
-        if diff:
-            raise ConfigError(
-                f"the checkpoint in {self.out_dir} was trained with a different configuration "
-                f"(checkpoint vs now): {diff}; use another --out folder"
-            )
+        self.check_resumable(theirs, self.config.to_dict())
         for key, mine_file in self.files.items():
             theirs_file = (ckpt.get("files") or {}).get(key)
             if (theirs_file or {}).get("sha256") != (mine_file or {}).get("sha256"):

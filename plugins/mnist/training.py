@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import shlex
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from os import PathLike
@@ -21,19 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustbench_cgn.checkpoint import atomic_torch_save, atomic_write_text
+from robustbench_cgn.checkpoint import (
+    Checkpointer,
+    atomic_torch_save,
+    atomic_write_text,
+    read_checkpoint,
+)
 from robustbench_cgn.context import derive_seed
 from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import CGNBenchError, ConfigError
 from robustbench_cgn.provenance import jsonable
-from robustbench_cgn.training_run import (
-    TrainingLog,
-    environment_record,
-    latest_loadable_checkpoint,
-    read_checkpoint,
-    write_checkpoint,
-)
-from robustbench_cgn.training_run import latest_checkpoint as find_latest_checkpoint
+from robustbench_cgn.trainer import OnStep, Trainer
+from robustbench_cgn.training_log import environment_record
 from robustbench_cgn.weights_file import load_weights_file
 
 from ..shared.style_loss import STYLE_WEIGHTS, VGGStyleLoss, resolve_vgg16_weights
@@ -101,8 +99,6 @@ CGN_HPARAMS: dict[str, dict[str, Any]] = {
         "lambda_edge": 0.1,
     },
 }
-
-OnStep = Callable[[int, dict[str, float]], None]
 
 
 # ---------------------------------------------------------------------------------- config
@@ -246,15 +242,17 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-_BOOKKEEPING = {
-    "iterations",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "sample_every",
-    "log_every",
-    "grid_per_class",
-    "collapse_per_class",
-}
+_BOOKKEEPING = frozenset(
+    {
+        "iterations",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "sample_every",
+        "log_every",
+        "grid_per_class",
+        "collapse_per_class",
+    }
+)
 
 
 def _default(value: Any, fallback: Any) -> Any:
@@ -336,6 +334,11 @@ def _find_vgg(path: str | PathLike[str] | None, data_dir: str | PathLike[str] | 
 def load_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """Read a training checkpoint with ``weights_only=True`` and check its format."""
     return read_checkpoint(path, CHECKPOINT_FORMAT, "training checkpoint")
+
+
+def find_latest_checkpoint(run_dir: str | PathLike[str]) -> Path | None:
+    """The newest checkpoint of the training in ``run_dir`` (``None``: none yet)."""
+    return Checkpointer.of_run(run_dir).latest()
 
 
 def reproduce_command(
@@ -510,8 +513,9 @@ def init_texture_bias(cgn: CGN, priors: MechanismPriors) -> None:
 # --------------------------------------------------------------------------------- trainer
 
 
-class MnistGeneratorTrainer:
-    """One resumable training run in ``out_dir`` (see the module docstring).
+class MnistGeneratorTrainer(Trainer):
+    """One resumable training run in ``out_dir`` (see the module docstring; the loop,
+    checkpoints and log are :class:`~robustbench_cgn.trainer.Trainer`'s).
 
     Args:
         config: the run's :class:`TrainConfig`.
@@ -524,6 +528,9 @@ class MnistGeneratorTrainer:
         on_step: ``on_step(iteration, losses)`` after every iteration.
         device: torch device (bitwise resume is guaranteed on CPU).
     """
+
+    checkpoint_format = CHECKPOINT_FORMAT
+    bookkeeping = _BOOKKEEPING
 
     def __init__(
         self,
@@ -539,9 +546,7 @@ class MnistGeneratorTrainer:
         on_step: OnStep | None = None,
         device: str | torch.device = "cpu",
     ):
-        self.out_dir = Path(out_dir)
         self.device = torch.device(device)
-        self.on_step = on_step
         if data is None:
             data = load_train_data(
                 config.variant,
@@ -552,10 +557,9 @@ class MnistGeneratorTrainer:
             )
         self.data = data
         self.config = config.resolved(len(data))
+        super().__init__(out_dir, on_step=on_step)
         self.data_dir = data_dir
-        self.iteration = 0
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-        self.log = TrainingLog(self.out_dir, config.log_every)
 
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
@@ -603,12 +607,7 @@ class MnistGeneratorTrainer:
                 init_texture_bias(self.generator, self.priors)
         self.images = data.images
         self.labels = data.labels.to(torch.long)
-        self.resumed_from: Path | None = None
-        self._resume_logged = False
-        latest = latest_loadable_checkpoint(self.out_dir, load_checkpoint) if resume else None
-        if latest is not None:
-            self.load_state(load_checkpoint(latest))
-            self.resumed_from = latest
+        self.resume(resume)
 
     @property
     def command(self) -> str:
@@ -715,62 +714,24 @@ class MnistGeneratorTrainer:
 
     # -- the loop --
 
-    def run(self, iterations: int | None = None) -> dict[str, Any]:
-        """Train until ``iterations`` (default: the config's) are done; checkpoint, sample and
-        log on the way and at the end. Returns a summary."""
-        target = self.config.iterations if iterations is None else iterations
-        assert target is not None
-        if target != self.config.iterations:
-            self.config = dataclasses.replace(self.config, iterations=target)
-        cfg = self.config
-        if self.resumed_from is not None and not self._resume_logged:
-            self._resume_logged = True
-            self.log.truncate_after(self.iteration)
-            self.log.write(
-                {
-                    "event": "resume",
-                    "iteration": self.iteration,
-                    "checkpoint": str(self.resumed_from),
-                }
-            )
-        elif self.iteration == 0:
-            self.log.write(
-                {
-                    "event": "start",
-                    "iteration": 0,
-                    "config": cfg.to_dict(),
-                    "vgg": self.vgg_info,
-                    "command": self.command,
-                }
-            )
-        start_iteration, t0 = self.iteration, self.log.start_window()
-        while self.iteration < target:
-            losses = self.train_step()
-            it = self.iteration
-            if self.on_step is not None:
-                self.on_step(it, losses)
-            self.log.add_losses(it, losses)
-            if it % cfg.sample_every == 0 and it != target:
-                self.sample(f"it{it:08d}")
-            if it % cfg.checkpoint_every == 0 and it != target:
-                self.save_checkpoint()
-        self.log.flush_losses(self.iteration)
-        final_samples = self.sample(f"it{self.iteration:08d}_final")
-        checkpoint = self.save_checkpoint()
-        done = self.iteration - start_iteration
-        seconds = time.perf_counter() - t0
-        return {
-            "iteration": self.iteration,
-            "iterations_run": done,
-            "seconds": seconds,
-            "seconds_per_iteration": seconds / done if done else None,
-            "checkpoint": str(checkpoint),
-            "collapse": final_samples.get("collapse"),
-        }
+    def target_iterations(self, iterations: int | None) -> int:
+        """``iterations`` (when given) becomes the run's: the log and checkpoints record it."""
+        if iterations is not None and iterations != self.config.iterations:
+            self.config = dataclasses.replace(self.config, iterations=iterations)
+        return int(self.config.iterations)
+
+    def start_record(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "vgg": self.vgg_info, "command": self.command}
+
+    def final_samples_when_idle(self) -> bool:
+        return True  # the collapse indicator of the weights that are exported
+
+    def summary_fields(self, samples: dict[str, Any] | None) -> dict[str, Any]:
+        return {"collapse": (samples or {}).get("collapse")}
 
     # -- logging, sampling --
 
-    def sample(self, prefix: str) -> dict[str, Any]:
+    def sample(self, prefix: str, *, final: bool = False) -> dict[str, Any]:
         """Write the sample grids (and, for the CGN, log the collapse indicator)."""
         cfg, folder = self.config, self.out_dir / "samples"
         seed = derive_seed(cfg.seed, "samples")
@@ -804,28 +765,9 @@ class MnistGeneratorTrainer:
             "environment": environment_record(self.device),
         }
 
-    def save_checkpoint(self) -> Path:
-        """``ckpt_<iteration>.pt`` in ``out/checkpoints``, then keep the newest
-        ``keep_checkpoints`` (:func:`~robustbench_cgn.training_run.write_checkpoint`)."""
-        return write_checkpoint(
-            self.out_dir, self.iteration, self.state(), self.config.keep_checkpoints
-        )
-
     def load_state(self, ckpt: dict[str, Any]) -> None:
         """Restore a checkpoint; refuses one from a different configuration or VGG file."""
-        theirs = TrainConfig.from_dict(ckpt["config"]).to_dict()
-        mine = self.config.to_dict()
-        diff = {
-            k: (theirs.get(k), v)
-            for k, v in mine.items()
-            if k not in _BOOKKEEPING and _norm(theirs.get(k)) != _norm(v)
-        }
-        if diff:
-            raise ConfigError(
-                "the checkpoint in "
-                f"{self.out_dir} was trained with a different configuration "
-                f"(checkpoint vs now): {diff}; use another --out folder"
-            )
+        self.check_resumable(TrainConfig.from_dict(ckpt["config"]).to_dict(), self.config.to_dict())
         theirs_vgg = (ckpt.get("vgg") or {}).get("sha256")
         if self.vgg_info is not None and theirs_vgg not in (None, self.vgg_info["sha256"]):
             raise ConfigError(
@@ -842,10 +784,6 @@ class MnistGeneratorTrainer:
         self.rng.set_state(ckpt["rng"]["model"])
         self._rng_global = ckpt["rng"]["torch_global"].clone()
         self.iteration = int(ckpt["iteration"])
-
-
-def _norm(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple) else v
 
 
 def _bce_loss(logits: Tensor, target: float) -> Tensor:
