@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import torch
 
-from .errors import CGNBenchError
+from .errors import CGNBenchError, ConfigError
+from .hardware import bf16_is_fast
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(choice: str = "auto") -> torch.device:
@@ -27,6 +28,20 @@ def resolve_device(choice: str = "auto") -> torch.device:
     if choice == "cpu":
         return torch.device("cpu")
     raise CGNBenchError(f"unknown device {choice!r}; use one of {', '.join(DEVICE_CHOICES)}")
+
+
+def resolve_precision(choice: str, device: torch.device) -> str:
+    """The precision a run uses. ``auto`` is the policy: bf16 autocast where the hardware
+    multiplies bf16 natively (CUDA GPUs with bf16, CPUs with AMX or AVX-512 BF16), fp32
+    elsewhere (on AVX2-only CPUs bf16 is emulated and many times slower). fp16 needs CUDA.
+    The resolved value, not ``auto``, goes into a run's identity."""
+    if choice not in PRECISION_CHOICES:
+        raise ConfigError(f"unknown precision {choice!r}; use {', '.join(PRECISION_CHOICES)}")
+    if choice == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    if choice == "fp16" and device.type != "cuda":
+        raise ConfigError("precision fp16 needs a CUDA device; use bf16 or auto on the CPU")
+    return choice
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:

@@ -30,6 +30,7 @@ class RunSpec:
     benchmark_identity: dict[str, Any]
     mix: str
     seed: int
+    precision: str = "fp32"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,7 +54,13 @@ class RunSpec:
             },
             "mix": self.mix,
             "seed": self.seed,
+            **self._precision(),
         }
+
+    def _precision(self) -> dict[str, str]:
+        """The autocast precision; fp32 (the default) is left out so that the identities of
+        runs made before precision was part of it stay the same."""
+        return {} if self.precision == "fp32" else {"precision": self.precision}
 
     @property
     def run_id(self) -> str:
@@ -71,6 +78,7 @@ class RunSpec:
                 "mix": self.mix,
                 "seed": self.seed,
                 "source": self.data_source,
+                **self._precision(),
             }
         )
 

@@ -59,6 +59,7 @@ def config_labels(specs: Mapping[str, Mapping]) -> dict[str, str]:
                 },
                 values,
             )
+        values["precision"] = str(spec.get("precision", "fp32"))  # left out of fp32 specs
         flat[run_id] = values
     keys = sorted({key for values in flat.values() for key in values})
     varying = [k for k in keys if len({values.get(k) for values in flat.values()}) > 1]

@@ -29,7 +29,7 @@ from .components import (
 from .config import build_config, config_as_dict
 from .context import RunContext, seed_everything
 from .contracts import check_metric_value, check_training_set
-from .device import PRECISION_CHOICES, resolve_device
+from .device import resolve_device, resolve_precision
 from .distributed import Distributed, current
 from .errors import CGNBenchError, ConfigError, IncompatibleError
 from .identity import RunSpec
@@ -127,10 +127,8 @@ class Runner:
         registries = self.plugins.registries
         if request.mix not in MIX_CHOICES:
             raise ConfigError(f"unknown mix {request.mix!r}; use one of {', '.join(MIX_CHOICES)}")
-        if request.precision not in PRECISION_CHOICES:
-            raise ConfigError(
-                f"unknown precision {request.precision!r}; use {', '.join(PRECISION_CHOICES)}"
-            )
+        device = self.distributed.local_device(resolve_device(request.device))
+        precision = resolve_precision(request.precision, device)
         benchmark_entry = registries.benchmarks.get(request.benchmark)
         task = benchmark_entry.cls.task
         generator_entry = self._generator_for(request.generator, task)
@@ -196,11 +194,11 @@ class Runner:
         context = RunContext(
             run_id="",
             seed=request.seed,
-            device=self.distributed.local_device(resolve_device(request.device)),
+            device=device,
             workdir=self.paths.runs / "pending",
             cache_dir=self.paths.cache,
             data_dir=self.paths.data,
-            precision=request.precision,
+            precision=precision,
             num_workers=request.num_workers,
             progress=self.progress,
             distributed=self.distributed,
@@ -240,6 +238,7 @@ class Runner:
             benchmark_identity=benchmark.identity(task, context),
             mix=request.mix,
             seed=request.seed,
+            precision=context.precision,
         )
         context.run_id = spec.run_id
         context.workdir = self.paths.run_dir(spec.run_id)

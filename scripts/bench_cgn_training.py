@@ -1,29 +1,34 @@
-"""Seconds per MNIST-CGN training iteration (colored config), optimised vs an unoptimised baseline.
+"""Seconds per MNIST-CGN training iteration (colored config): the reference's work against
+cgnbench's, both measured in this run on this machine, with the hardware they ran on.
 
 Times real ``MnistGeneratorTrainer.train_step()`` calls (data batch, G step, D step, Adam) on
 real colored MNIST with the real VGG16 weights, at each ``--batch``:
 
-* ``optimised``: the trainer's defaults: VGG only up to relu3_3 (the deepest weighted layer for
-  colored), channels_last VGG and generator, real Gram targets without autograd, fused
-  generator forward (nearest-upsample + conv3x3 as one transposed conv), ``Adam(fused=True)``.
-* ``baseline``: the same losses computed the plain way: VGG ``features[:23]`` to relu4_3 in
-  NCHW (``stop_early=False``), the CGN module's own forward, the default (for-loop) Adam. It
-  still skips VGG weight gradients, the real batch's autograd graph and D's weight gradients
-  in the G step, which the reference may compute: a lower bound for the reference's time.
+* ``reference``: what the reference implementation computes per step, the plain way. Its style
+  loss runs ``vgg16().features`` through pool5 (conv5 has no weights in our file: random ones,
+  same cost), forms the Gram terms of relu1_2, relu2_2, relu3_3 *and* relu4_3 (weight 0 for
+  colored) plus a content term (relu4_3 L1, weight 0), and back-propagates all of them; the real
+  batch goes through VGG with autograd on; NCHW; the CGN module's own forward; for-loop Adam.
+  Differences left: the reference's VGG weights are trainable modules whose gradients it may
+  also compute, and it runs its data loader in worker processes; both make it slower, so the
+  ratio printed is a lower bound.
+* ``optimised``: the trainer's defaults (fp32): VGG only up to relu3_3 (the deepest weighted
+  layer for colored), channels_last, real Gram targets without autograd, fused generator
+  forward (nearest-upsample + conv3x3 as one transposed conv), ``Adam(fused=True)``.
+* ``optimised-bf16``: the same with the style loss's convolutions under bf16 autocast
+  (``precision="bf16"``; Gram matrices and losses fp32). Fast where the CPU has AMX / AVX-512
+  BF16, slow elsewhere: the hardware record says which this machine is.
 
-The variants alternate iteration by iteration so that load from other processes hits both alike;
-min and median are reported (min: the uncontended speed). ``--breakdown`` adds component times
-(style loss forward+backward, real-batch VGG forward, generator forward+backward).
-``--roofline`` measures this CPU's fp32 matrix-multiply peak and counts the frozen VGG's
-multiply-accumulates per step (real forward + generated forward + generated input-backward), so
-the floor that any implementation of the same style loss faces on this machine is printed beside
-the measured step.
+The variants alternate iteration by iteration so that load from other processes hits all alike;
+min and median are reported (min: the uncontended speed). The JSON (``--json``) holds every
+figure, the ratios reference / variant, and the hardware record: CPU model and flags, threads,
+and the fp32 / bf16 GEMM peaks measured on the spot, with the fraction of the peak that the VGG
+part of each variant reaches. ``--breakdown`` adds component times.
 
-    python scripts/bench_cgn_training.py --data-dir ../shared/data --threads 2
+    python scripts/bench_cgn_training.py --data-dir ../shared/data --threads 2 --json out.json
 
-The only ratio printed is baseline / optimised, both measured in this run on this machine.
-Times of the reference code measured elsewhere are not divided by: another machine's figures
-say nothing about this one (and the baseline above is lighter than the reference).
+Times of the reference code measured elsewhere are never divided by: another machine's figures
+say nothing about this one.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
+from robustbench_cgn.hardware import hardware_record
 from robustbench_cgn_plugins.mnist.cgn_model import build_cgn
 from robustbench_cgn_plugins.mnist.training import (
     MnistGeneratorTrainer,
@@ -45,11 +52,51 @@ from robustbench_cgn_plugins.mnist.training import (
     cgn_train_forward,
     load_train_data,
 )
-from robustbench_cgn_plugins.shared.style_loss import VGGStyleLoss
+from robustbench_cgn_plugins.shared.style_loss import STYLE_RELU_INDICES, VGGStyleLoss, gram_matrix
+
+KINDS = ("reference", "optimised", "optimised-bf16")
+
+
+class ReferenceStyleLoss(nn.Module):
+    """The style loss as the reference computes it (module docstring): all of
+    ``vgg16().features`` through pool5, four Gram terms and a content term, zero weights
+    included, real batch with autograd on. Same value as :class:`VGGStyleLoss`."""
+
+    def __init__(self, fast: VGGStyleLoss):
+        super().__init__()
+        self.fast = fast
+        pool5 = [
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(512, 512, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(512, 512, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(512, 512, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+        ]  # fmt: skip
+        full = VGGStyleLoss(fast.style_weights, fast.weights_path, mode=fast.mode, stop_early=False)
+        self.vgg = nn.Sequential(*full.vgg, *pool5).requires_grad_(False).eval()
+        self.taps = STYLE_RELU_INDICES
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h, out = self.fast.preprocess(x), []
+        for idx, layer in enumerate(self.vgg):
+            h = layer(h)
+            if idx in self.taps:
+                out.append(h)
+        return out
+
+    def forward(self, x_gen: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
+        f_gen, f_real = self.features(x_gen), self.features(x_real)
+        scale = self.fast._gram_factor
+        loss = x_gen.new_zeros(())
+        for w, a, b in zip(self.fast.style_weights, f_gen, f_real, strict=True):
+            ga, gb = gram_matrix(a) * scale, gram_matrix(b) * scale
+            loss = loss + (w * w * self.fast.scale) * nn.functional.l1_loss(ga, gb)
+        content_weight = 0.0
+        return loss + content_weight * nn.functional.l1_loss(f_gen[-1], f_real[-1])
 
 
 def make_trainer(kind: str, batch: int, data: TrainData, args: argparse.Namespace):
-    optimised = kind == "optimised"
+    optimised = kind != "reference"
     config = TrainConfig(
         variant="colored",
         batch_size=batch,
@@ -57,6 +104,7 @@ def make_trainer(kind: str, batch: int, data: TrainData, args: argparse.Namespac
         channels_last=optimised,
         fused_generator=optimised,
         fused_adam=optimised,
+        precision="bf16" if kind == "optimised-bf16" else "fp32",
     )
     trainer = MnistGeneratorTrainer(
         config,
@@ -67,10 +115,7 @@ def make_trainer(kind: str, batch: int, data: TrainData, args: argparse.Namespac
         resume=False,
     )
     if not optimised:
-        style = trainer.style
-        trainer.style = VGGStyleLoss(
-            style.style_weights, style.weights_path, mode=style.mode, stop_early=False
-        )
+        trainer.style = ReferenceStyleLoss(trainer.style)
     return trainer
 
 
@@ -84,10 +129,10 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"min": min(times), "median": statistics.median(times), "n": len(times)}
 
 
-def vgg_macs_per_image(style: VGGStyleLoss, size: int = 32) -> int:
-    """Multiply-accumulates of one forward pass of the style loss's (stopped-early) VGG."""
+def vgg_macs_per_image(style, size: int = 32) -> int:
+    """Multiply-accumulates of one forward pass of a style loss's VGG (or of a VGG)."""
     macs, h = 0, size
-    for layer in style.vgg:
+    for layer in getattr(style, "vgg", style):
         if isinstance(layer, torch.nn.Conv2d):
             k = layer.kernel_size[0] * layer.kernel_size[1]
             macs += layer.in_channels * layer.out_channels * k * h * h
@@ -96,38 +141,25 @@ def vgg_macs_per_image(style: VGGStyleLoss, size: int = 32) -> int:
     return macs
 
 
-def matmul_peak_gmacs(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 15) -> float:
-    """Best fp32 GEMM throughput (G multiply-accumulates/s) at the current thread count: the
-    best of several sizes and repeats, so that a noisy neighbour lowers it as little as can be."""
-    best = 0.0
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        for _ in range(3):
-            a @ b
-        fastest = min(timed(lambda: a @ b) for _ in range(repeats))  # noqa: B023
-        best = max(best, n**3 / fastest / 1e9)
-    return best
-
-
-def roofline(
-    batch: int, data: TrainData, args: argparse.Namespace, step_s: float, peak: float
-) -> dict:
-    trainer = make_trainer("optimised", batch, data, args)
-    per_image = vgg_macs_per_image(trainer.style)
-    step_macs = 3 * per_image * batch  # real fwd + gen fwd + gen input-backward (~1 fwd)
-    floor_s = step_macs / (peak * 1e9)
+def vgg_share_of_peak(kind: str, batch: int, data, args, step_s: float, peaks: dict) -> dict:
+    """The VGG multiply-adds of one step (real forward + generated forward + generated
+    input-backward ~ one more forward) over the step time, against the GEMM peak of the
+    precision the VGG ran in: the fraction of the machine's measured peak that step reaches."""
+    trainer = make_trainer(kind, batch, data, args)
+    style = trainer.style.vgg if kind == "reference" else trainer.style
+    per_image = vgg_macs_per_image(style)
+    flops = 2 * 3 * per_image * batch
+    peak = peaks["bf16" if kind == "optimised-bf16" else "fp32"]
     return {
-        "vgg_macs_per_image": per_image,
-        "vgg_gmacs_per_step": step_macs / 1e9,
-        "matmul_peak_gmacs_per_s": peak,
-        "vgg_floor_s": floor_s,
-        "measured_step_s": step_s,
-        "vgg_share_of_step_at_peak": floor_s / step_s,
+        "vgg_gflop_per_step": flops / 1e9,
+        "vgg_tflops_achieved": flops / step_s / 1e12,
+        "gemm_peak_tflops": peak,
+        "fraction_of_peak": flops / step_s / 1e12 / peak,
     }
 
 
 def bench_steps(batch: int, data: TrainData, args: argparse.Namespace) -> dict[str, dict]:
-    trainers = {k: make_trainer(k, batch, data, args) for k in ("optimised", "baseline")}
+    trainers = {k: make_trainer(k, batch, data, args) for k in args.kinds}
     for t in trainers.values():
         for _ in range(args.warmup):
             t.train_step()
@@ -177,50 +209,85 @@ def bench_components(batch: int, data: TrainData, args: argparse.Namespace) -> d
     return {k: summary(v) for k, v in times.items()}
 
 
+def markdown(results: dict) -> str:
+    """README's table of a run (``--markdown``; ``--from-json`` re-renders a saved one)."""
+    hw = results["hardware"]
+    peaks = hw["gemm_tflops"]["cpu"]
+    lines = [
+        f"{hw['cpu']}, {results['threads']} threads, flags {', '.join(hw['cpu_flags'])}; "
+        f"GEMM peak fp32 {peaks['fp32']:.2f} / bf16 {peaks['bf16']:.2f} TFLOP/s (measured), "
+        f"torch {hw['torch']}",
+        "",
+        "| batch | variant | s / step (min) | reference / variant | VGG share of GEMM peak |",
+        "|---|---|---|---|---|",
+    ]
+    for key, entry in results.items():
+        if not key.startswith("batch"):
+            continue
+        for kind, st in entry["seconds_per_step"].items():
+            lines.append(
+                f"| {key.removeprefix('batch')} | {kind} | {st['min']:.3f} | "
+                f"{entry['reference_over'][kind]:.2f}x | "
+                f"{100 * entry['vgg'][kind]['fraction_of_peak']:.0f} % |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--vgg-weights", default=None)
     p.add_argument("--batch", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--breakdown", action="store_true")
-    p.add_argument("--roofline", action="store_true")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--markdown", action="store_true", help="print README's table at the end")
+    p.add_argument("--from-json", default=None, help="only print the table of a saved run")
     args = p.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            print(markdown(json.load(f)))
+        return
+    if "reference" not in args.kinds:
+        p.error("--kinds needs reference: every ratio is against it")
     torch.set_num_threads(args.threads)
+    hardware = hardware_record(measure=True)
+    peaks = hardware["gemm_tflops"]["cpu"]
+    print(
+        f"{hardware['cpu']} ({', '.join(hardware['cpu_flags'])}), {args.threads} threads; "
+        f"GEMM peak fp32 {peaks['fp32']:.2f} TFLOP/s, bf16 {peaks['bf16']:.2f} TFLOP/s",
+        flush=True,
+    )
     data = load_train_data("colored", args.data_dir)
-    results: dict[str, object] = {"threads": args.threads, "torch": str(torch.__version__)}
-    peak = matmul_peak_gmacs() if args.roofline else 0.0
+    results: dict[str, object] = {"hardware": hardware, "threads": args.threads}
     for batch in args.batch:
         steps = bench_steps(batch, data, args)
-        results[f"batch{batch}"] = steps
-        for kind, s in steps.items():
+        entry: dict[str, object] = {"seconds_per_step": steps, "reference_over": {}, "vgg": {}}
+        for kind, st in steps.items():
+            ratio = steps["reference"]["min"] / st["min"]
+            share = vgg_share_of_peak(kind, batch, data, args, st["min"], peaks)
+            entry["reference_over"][kind] = ratio  # type: ignore[index]
+            entry["vgg"][kind] = share  # type: ignore[index]
             print(
-                f"batch {batch:3d} {kind:10s} min {s['min']:.3f} s  median {s['median']:.3f} s",
+                f"batch {batch:3d} {kind:15s} min {st['min']:.3f} s  median {st['median']:.3f} s"
+                f"  reference/this {ratio:.2f}x  VGG at {100 * share['fraction_of_peak']:.0f} % "
+                "of its GEMM peak",
                 flush=True,
             )
-        ratio = steps["baseline"]["min"] / steps["optimised"]["min"]
-        results[f"batch{batch}_baseline_over_optimised"] = ratio
-        print(f"batch {batch:3d} baseline / optimised (same run): {ratio:.2f}x", flush=True)
         if args.breakdown:
             parts = bench_components(batch, data, args)
-            results[f"batch{batch}_components"] = parts
-            for name, s in parts.items():
-                print(f"    {name:46s} min {s['min']:.3f} s  median {s['median']:.3f} s")
-        if args.roofline:
-            r = roofline(batch, data, args, steps["optimised"]["min"], peak)
-            results[f"batch{batch}_roofline"] = r
-            print(
-                f"    VGG {r['vgg_macs_per_image'] / 1e6:.0f} M MAC/image, "
-                f"{r['vgg_gmacs_per_step']:.2f} G MAC/step; fp32 GEMM peak "
-                f"{r['matmul_peak_gmacs_per_s']:.1f} G MAC/s -> VGG alone needs >= "
-                f"{r['vgg_floor_s']:.3f} s/step at peak"
-            )
+            entry["components"] = parts
+            for name, st in parts.items():
+                print(f"    {name:46s} min {st['min']:.3f} s  median {st['median']:.3f} s")
+        results[f"batch{batch}"] = entry
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+    if args.markdown:
+        print(markdown(results))
 
 
 if __name__ == "__main__":

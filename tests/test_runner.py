@@ -190,3 +190,41 @@ def test_a_generator_name_resolves_to_its_implementation_for_the_task(tmp_path, 
             RunRequest("cgn", "cue-conflict", "timm:resnet18", overrides=overrides, device="cpu")
         )
         assert explicit.spec.classifier == "timm:resnet18"
+
+
+# ------------------------------------------------------------------------------- precision
+
+
+@pytest.mark.parametrize(("fast", "resolved"), [(True, "bf16"), (False, "fp32")])
+def test_precision_auto_follows_the_hardware_and_is_in_the_identity(
+    runner, monkeypatch, fast, resolved
+):
+    import robustbench_cgn.device as device_module
+
+    monkeypatch.setattr(device_module, "bf16_is_fast", lambda device: fast)
+    planned = runner.plan(request(precision="auto"))
+    assert planned.context.precision == resolved
+    explicit = runner.plan(request(precision=resolved))
+    assert planned.spec.run_id == explicit.spec.run_id  # auto is stored as what it chose
+    assert planned.spec.as_dict().get("precision") == (None if resolved == "fp32" else "bf16")
+
+
+def test_a_bf16_run_is_another_run_recorded_as_bf16_with_its_own_leaderboard_row(runner):
+    fp32 = runner.run(request())
+    bf16 = runner.run(request(precision="bf16"))
+    assert bf16.status == "complete" and bf16.run_id != fp32.run_id
+    record = runner.store.get_run(bf16.run_id)
+    assert record.spec["precision"] == "bf16" and record.provenance["precision"] == "bf16"
+    assert "precision" not in runner.store.get_run(fp32.run_id).spec  # fp32 ids unchanged
+    from robustbench_cgn.leaderboard import build_leaderboard
+
+    specs = {run_id: runner.store.get_run(run_id).spec for run_id in (fp32.run_id, bf16.run_id)}
+    board = build_leaderboard(runner.store.metrics_frame(), specs, None, {})
+    assert sorted(board["config"]) == ["precision=bf16", "precision=fp32"]
+
+
+def test_fp16_on_the_cpu_is_one_clear_error(runner):
+    with pytest.raises(ConfigError, match="^precision fp16 needs a CUDA device"):
+        runner.plan(request(precision="fp16"))
+    with pytest.raises(ConfigError, match="^unknown precision 'fp64'"):
+        runner.plan(request(precision="fp64"))

@@ -30,7 +30,7 @@ from robustbench_cgn import (
 )
 from robustbench_cgn.explain import batched_cams, mask_iou
 from robustbench_cgn.figures import save_cam_overlays, save_tsne, to_unit, tsne_embedding
-from robustbench_cgn_plugins.mnist.tasks import TASKS, mnist_for, variant_split
+from robustbench_cgn_plugins.mnist.tasks import TASKS, variant_split
 
 from .mnist_ood import MNIST_DATASET, WILDLIFE_DATASETS
 
@@ -74,7 +74,9 @@ class MnistGradCamIoU(Benchmark):
                 raise ValueError("n_images and batch_size must be >= 1")
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
-        return {"source": mnist_for(ctx).source, "test_seed": self.config.test_seed}
+        # the task's data identity: the MNIST source and, where it is above 1, the version of
+        # the variant's build rules (the test split changes with them)
+        return {**task.identity(ctx), "test_seed": self.config.test_seed}
 
     def evaluate(self, classifier: Classifier, ctx: RunContext) -> Iterator[MetricResult]:
         target = classifier.gradcam_target()

@@ -30,7 +30,6 @@ from robustbench_cgn_plugins.mnist.tasks import (
     TASKS,
     TEXTURES_DATASET,
     as_dataset,
-    mnist_for,
     variant_split,
 )
 
@@ -56,7 +55,9 @@ class MnistOODBenchmark(Benchmark):
         batch_size: int = bounded(1_000, min=1, max=65_536)
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
-        return {"source": mnist_for(ctx).source, "test_seed": self.config.test_seed}
+        # the task's data identity: the MNIST source and, where it is above 1, the version of
+        # the variant's build rules (the test split changes with them)
+        return {**task.identity(ctx), "test_seed": self.config.test_seed}
 
     def evaluate(self, classifier: Classifier, ctx: RunContext) -> Iterator[MetricResult]:
         if ("test_acc", "") not in ctx.recorded_metrics:

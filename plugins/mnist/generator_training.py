@@ -42,6 +42,7 @@ class MnistTraining:
     mechanism_prior: float = bounded(0.0, min=0.0, max=1_000.0)
     mechanism_prior_iterations: int = bounded(2000, min=0, max=10**8)
     texture_init: Literal["default", "data"] = "default"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the style loss's VGG (AMX CPUs, CUDA)
     vgg_weights: str = field(default="", metadata={"identity": False})  # its sha256 is logged
     checkpoint_every: int = bounded(1000, min=1, max=10**8, identity=False)
     sample_every: int = bounded(1000, min=1, max=10**8, identity=False)

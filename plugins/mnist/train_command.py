@@ -74,9 +74,7 @@ SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
 @option("--batch-size", type=int, default=16, show_default=True)
 @option("--lambda-binary", type=float, default=None)
 @option("--lambda-edge", type=float, default=None)
-@option(
-    "--lambda-adv", type=float, default=1.0, show_default=True, help="0 ablates the GAN loss."
-)
+@option("--lambda-adv", type=float, default=1.0, show_default=True, help="0 ablates the GAN loss.")
 @option(
     "--mask-gradient",
     type=Choice(["clamp", "straight-through"]),
@@ -110,6 +108,14 @@ SHOWN_LOSSES = ("g_adv", "g_style", "g_binary", "g_edge", "d_total")
     "(bias of their last BatchNorm); default = the reference's init.",
 )
 @option(
+    "--precision",
+    type=Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="CGN: bf16 runs the style loss's VGG under bf16 autocast (fast on AMX / AVX-512 BF16 "
+    "CPUs and CUDA; slow on AVX2-only CPUs).",
+)
+@option(
     "--style-weights",
     callback=comma_floats,
     default=None,
@@ -141,6 +147,7 @@ def train_generator_command(
     mechanism_prior,
     mechanism_prior_iterations,
     texture_init,
+    precision,
     style_weights,
     threads,
     device,
@@ -171,6 +178,7 @@ def train_generator_command(
         mechanism_prior=mechanism_prior,
         mechanism_prior_iterations=mechanism_prior_iterations,
         texture_init=texture_init,
+        precision=precision,
         style_weights=style_weights,
         checkpoint_every=checkpoint_every,
         sample_every=sample_every,

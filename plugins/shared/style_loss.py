@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from robustbench_cgn import WeightsSpec
 from robustbench_cgn.data.download import sha256_file as file_sha256
+from robustbench_cgn.device import autocast
 from robustbench_cgn.errors import CGNBenchError, ConfigError, DataNotFoundError
 from robustbench_cgn.resolver import override, resolve_spec, resolve_weights
 from robustbench_cgn.weights_file import load_weights_file
@@ -195,7 +196,9 @@ class VGGStyleLoss(nn.Module):
         channels_last: run VGG in channels_last memory format (default; same math, ~10-15 %
             faster per training step on CPU, see ``scripts/bench_mnist_models.py``).
         stop_early: build/run VGG only up to the last weighted ReLU (default). ``False`` runs all
-            of ``features[:23]`` like the reference does (same loss, more time): for benchmarks.
+            of ``features[:23]`` (same loss, more time): for benchmarks.
+        precision: ``"bf16"`` runs the VGG convolutions under bf16 autocast (fast on AMX /
+            AVX-512 BF16 CPUs and CUDA); the Gram matrices and the loss stay fp32.
     """
 
     def __init__(
@@ -209,8 +212,12 @@ class VGGStyleLoss(nn.Module):
         feature_scale: float | Literal["auto"] = "auto",
         channels_last: bool = True,
         stop_early: bool = True,
+        precision: Literal["fp32", "bf16"] = "fp32",
     ):
         super().__init__()
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"style loss precision must be fp32 or bf16, not {precision!r}")
+        self.precision = precision
         if len(style_weights) != len(STYLE_RELU_INDICES):
             raise ConfigError(f"style_weights needs {len(STYLE_RELU_INDICES)} values")
         if mode not in ("faithful", "improved"):
@@ -300,12 +307,16 @@ class VGGStyleLoss(nn.Module):
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         wanted = {STYLE_RELU_INDICES[i] for i in self.active}
+        tapped = []
+        with autocast(h.device, self.precision):
+            for idx, layer in enumerate(self.vgg):
+                h = layer(h)
+                if idx in wanted:
+                    tapped.append(h)
         out = []
-        for idx, layer in enumerate(self.vgg):
-            h = layer(h)
-            if idx in wanted:
-                g = gram_matrix(h)
-                out.append(g * self._gram_factor if self._gram_factor != 1.0 else g)
+        for f in tapped:  # Gram matrices in fp32 whatever the convolutions ran in
+            g = gram_matrix(f.float())
+            out.append(g * self._gram_factor if self._gram_factor != 1.0 else g)
         return out
 
     def forward(self, x_gen: Tensor, x_real: Tensor) -> Tensor:

@@ -112,7 +112,8 @@ def _run_option(run_table: dict[str, Any], name: str, given: Any, default: Any) 
     "--precision",
     type=click.Choice(PRECISION_CHOICES),
     default=None,
-    help="Autocast precision (bf16 on CPU/CUDA, fp16 on CUDA).",
+    help="Autocast precision [default: fp32]: auto (bf16 where the hardware has it: CUDA, "
+    "AMX / AVX-512 BF16 CPUs; else fp32), fp32, bf16, fp16 (CUDA). Part of the run identity.",
 )
 @click.option(
     "--config",

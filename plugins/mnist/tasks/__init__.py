@@ -12,13 +12,14 @@ from robustbench_cgn import RunContext, Task, TrainingSet
 from robustbench_cgn_plugins.mnist.tasks.source import MNIST_DATASET as MNIST_DATASET
 from robustbench_cgn_plugins.mnist.tasks.source import MnistArrays, resolve_mnist
 from robustbench_cgn_plugins.mnist.tasks.variants import (
-    TEXTURES_DATASET as TEXTURES_DATASET,
-)
-from robustbench_cgn_plugins.mnist.tasks.variants import (
+    RULES_VERSION,
     VariantData,
     build_variant,
     resolve_textures,
     to_float,
+)
+from robustbench_cgn_plugins.mnist.tasks.variants import (
+    TEXTURES_DATASET as TEXTURES_DATASET,
 )
 
 DIGITS = tuple(str(d) for d in range(10))
@@ -43,6 +44,13 @@ def textures_dir_for(ctx: RunContext) -> Path | None:
     return None
 
 
+def _data_identity(variant: str, ctx: RunContext) -> dict[str, object]:
+    identity: dict[str, object] = {"source": mnist_for(ctx).source}
+    if RULES_VERSION[variant] > 1:  # version 1 left out: older identities stay valid
+        identity["rules"] = RULES_VERSION[variant]
+    return identity
+
+
 def _task(variant: str) -> Task:
     name, description = _DESCRIPTIONS[variant]
     return Task(
@@ -55,7 +63,7 @@ def _task(variant: str) -> Task:
         classes=DIGITS,
         splits=("train", "test"),
         loader=lambda split, ctx, seed: load_split(variant, split, ctx, seed),
-        data_identity=lambda ctx: {"source": mnist_for(ctx).source},
+        data_identity=lambda ctx: _data_identity(variant, ctx),
         prepare=_textures_ready if variant == "wildlife" else None,
     )
 

@@ -73,6 +73,26 @@ def test_style_loss_is_the_weighted_gram_l1(colored_loss):
     assert torch.allclose(colored_loss(a, b), expected)
 
 
+def test_style_loss_in_bf16_is_close_to_fp32_and_its_grams_stay_fp32(colored_loss, vgg_file):
+    bf16 = VGGStyleLoss(STYLE_WEIGHTS["colored"], vgg_file, precision="bf16")
+    g = torch.Generator().manual_seed(2)
+    real = torch.rand(8, 3, 32, 32, generator=g) * 2 - 1
+    fake = torch.rand(8, 3, 32, 32, generator=g) * 2 - 1
+    grads, losses = [], []
+    for loss_fn in (colored_loss, bf16):
+        x = fake.clone().requires_grad_(True)
+        loss = loss_fn(x, real)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(x.grad.flatten())
+    assert all(gram.dtype == torch.float32 for gram in bf16.grams(real))
+    assert losses[1] != losses[0]  # bf16 really ran
+    assert abs(losses[1] - losses[0]) < 0.01 * losses[0]
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
+    with pytest.raises(ConfigError, match="precision must be fp32 or bf16"):
+        VGGStyleLoss(STYLE_WEIGHTS["colored"], vgg_file, precision="fp16")
+
+
 def test_gram_matrix():
     f = torch.randn(2, 4, 3, 5)
     flat = f.reshape(2, 4, 15)
