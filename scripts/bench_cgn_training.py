@@ -36,9 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -211,26 +213,10 @@ def bench_components(batch: int, data: TrainData, args: argparse.Namespace) -> d
 
 def markdown(results: dict) -> str:
     """README's table of a run (``--markdown``; ``--from-json`` re-renders a saved one)."""
-    hw = results["hardware"]
-    peaks = hw["gemm_tflops"]["cpu"]
-    lines = [
-        f"{hw['cpu']}, {results['threads']} threads, flags {', '.join(hw['cpu_flags'])}; "
-        f"GEMM peak fp32 {peaks['fp32']:.2f} / bf16 {peaks['bf16']:.2f} TFLOP/s (measured), "
-        f"torch {hw['torch']}",
-        "",
-        "| batch | variant | s / step (min) | reference / variant | VGG share of GEMM peak |",
-        "|---|---|---|---|---|",
-    ]
-    for key, entry in results.items():
-        if not key.startswith("batch"):
-            continue
-        for kind, st in entry["seconds_per_step"].items():
-            lines.append(
-                f"| {key.removeprefix('batch')} | {kind} | {st['min']:.3f} | "
-                f"{entry['reference_over'][kind]:.2f}x | "
-                f"{100 * entry['vgg'][kind]['fraction_of_peak']:.0f} % |"
-            )
-    return "\n".join(lines)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from speed_table import training_table
+
+    return training_table(results)
 
 
 def main() -> None:

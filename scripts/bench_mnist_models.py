@@ -4,9 +4,10 @@
 Measures, in one process with ``torch.set_num_threads(2)``:
 
 (a) one CGN training iteration (colored config: G forward, LSGAN + binary + VGG style loss,
-    backward, Adam; then the D step) at batch 16 and 64, three ways: reference-like (VGG run to
-    relu4_3 as the reference does), ours (VGG stops at the last weighted layer, relu3_3), ours
-    with channels_last VGG;
+    backward, Adam; then the D step) at batch 16 and 64, three ways: VGG run to relu4_3 (lighter
+    than the reference, which runs to pool5: ``scripts/bench_cgn_training.py`` has the faithful
+    reference baseline and the ratios), ours (VGG stops at the last weighted layer, relu3_3),
+    ours with channels_last VGG;
 (b) counterfactual generation images/s with no_cfs = 1 and 10: a re-implementation of the
     reference loop (batch 100, autograd on, a discarded full forward per batch, float tensors
     kept) as the in-run baseline, our modules under inference_mode (``engine="reference"``), and
@@ -299,8 +300,10 @@ def main() -> None:
         rss_child(root, args._rss_child, args._no_cfs)
         return
     torch.set_num_threads(2)
+    from robustbench_cgn.hardware import hardware_record
+
     results: dict[str, object] = {
-        "torch": torch.__version__,
+        "hardware": hardware_record(measure=True),  # CPU flags, GEMM peaks measured now
         "threads": torch.get_num_threads(),
         "load_average_at_start": os.getloadavg(),
     }

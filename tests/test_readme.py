@@ -22,3 +22,13 @@ def test_the_weights_and_data_table_is_the_registries():
     assert script.readme_block(readme) == made, (
         "README's weights/data table is stale: run `python scripts/artifacts_table.py --write`"
     )
+
+
+def test_the_speed_tables_are_the_benchmark_records():
+    script = _script("speed_table")
+    made = script.tables()
+    assert "| 16 | reference |" in made and "counterfactuals, 10 per mask" in made
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert script.readme_block(readme) == made, (
+        "README's speed tables are stale: run `python scripts/speed_table.py --write`"
+    )
