@@ -8,14 +8,15 @@ holds exactly this output between its ``artifacts-table`` markers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-START, END = "<!-- artifacts-table:start -->", "<!-- artifacts-table:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readme_blocks  # noqa: E402  (a sibling script module)
+
+BLOCK = "artifacts-table"
 
 
 def _size(value) -> str:
@@ -56,21 +57,11 @@ def table() -> str:
 
 
 def readme_block(text: str) -> str:
-    start, end = text.index(START) + len(START), text.index(END)
-    return text[start:end].strip()
+    return readme_blocks.block(text, BLOCK)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="replace the table in README.md")
-    args = parser.parse_args()
-    made = table()
-    if not args.write:
-        print(made)
-        return
-    text = README.read_text()
-    start, end = text.index(START) + len(START), text.index(END)
-    README.write_text(f"{text[:start]}\n{made}\n{text[end:]}")
+    readme_blocks.main(BLOCK, table, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

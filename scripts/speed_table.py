@@ -9,14 +9,16 @@ README.md holds exactly this output between its ``speed-table`` markers.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readme_blocks  # noqa: E402  (a sibling script module)
+
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
 BENCH = ROOT / "docs" / "bench"
-START, END = "<!-- speed-table:start -->", "<!-- speed-table:end -->"
+BLOCK = "speed-table"
 
 
 def machine(record: dict, threads: int) -> str:
@@ -84,21 +86,11 @@ def tables() -> str:
 
 
 def readme_block(text: str) -> str:
-    start, end = text.index(START) + len(START), text.index(END)
-    return text[start:end].strip()
+    return readme_blocks.block(text, BLOCK)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="replace the tables in README.md")
-    args = parser.parse_args()
-    made = tables()
-    if not args.write:
-        print(made)
-        return
-    text = README.read_text()
-    start, end = text.index(START) + len(START), text.index(END)
-    README.write_text(text[:start] + "\n" + made + "\n" + text[end:])
+    readme_blocks.main(BLOCK, tables, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

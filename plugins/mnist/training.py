@@ -177,17 +177,7 @@ class TrainConfig:
             raise ConfigError(f"unknown MNIST variant {self.variant!r}; use one of {VARIANTS}")
         if self.mode not in ("faithful", "improved"):
             raise ConfigError(f"mode must be 'faithful' or 'improved', not {self.mode!r}")
-        positive = (
-            "epochs",
-            "batch_size",
-            "checkpoint_every",
-            "keep_checkpoints",
-            "sample_every",
-            "log_every",
-            "grid_per_class",
-            "collapse_per_class",
-        )
-        for name in positive:
+        for name in ("epochs", "batch_size", *_PERIODS):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         if self.iterations is not None and self.iterations < 0:
@@ -248,17 +238,16 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-_BOOKKEEPING = frozenset(
-    {
-        "iterations",
-        "checkpoint_every",
-        "keep_checkpoints",
-        "sample_every",
-        "log_every",
-        "grid_per_class",
-        "collapse_per_class",
-    }
+# counts and periods of the bookkeeping (each >= 1), free to change on resume like iterations
+_PERIODS = (
+    "checkpoint_every",
+    "keep_checkpoints",
+    "sample_every",
+    "log_every",
+    "grid_per_class",
+    "collapse_per_class",
 )
+_BOOKKEEPING = frozenset({"iterations", *_PERIODS})
 
 
 def _default(value: Any, fallback: Any) -> Any:
