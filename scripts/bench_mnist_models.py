@@ -168,11 +168,20 @@ def bench_generation(root: Path, quick: bool) -> dict[str, object]:
                 n_fast,
                 ours(n_fast, batch_size=bs, chunk_size=chunk),
             )
+            contenders[f"fused_bf16_batch{bs}_chunk{chunk}"] = (  # --precision bf16
+                n_fast,
+                ours(n_fast, batch_size=bs, chunk_size=chunk, precision="bf16"),
+            )
         times = race({k: fn for k, (_, fn) in contenders.items()}, reps)
         res: dict[str, float] = {f"{k}_img_s": contenders[k][0] / t for k, t in times.items()}
-        best = max(v for k, v in res.items() if k.startswith("fused"))
-        res["fused_best_img_s"] = best
-        res["speedup_vs_reference_loop"] = best / res["reference_loop_img_s"]
+        base = res["reference_loop_img_s"]
+        for prefix in ("fused", "fused_bf16"):
+            best = max(
+                v for k, v in res.items() if k.startswith(prefix + "_batch")
+            )  # fp32 rows start "fused_batch", bf16 rows "fused_bf16_batch"
+            res[f"{prefix}_best_img_s"] = best
+            res[f"{prefix}_speedup_vs_reference_loop"] = best / base
+        res["speedup_vs_reference_loop"] = res["fused_speedup_vs_reference_loop"]
         out[f"no_cfs_{no_cfs}"] = res
 
     # bf16 autocast on the fused texture net: speed and uint8 agreement

@@ -103,6 +103,8 @@ class CGNGenerator(Generator):
             f"{digest[:16]}-{config.mask_activation}-n{config.n_counterfactuals}"
             f"-k{config.no_cfs}-s{ctx.seed}"
         )
+        if ctx.precision != "fp32":  # the run's --precision: bf16 sets are other images
+            key += f"-{ctx.precision}"
 
         def write(folder, advance):
             cgn = load_cgn_checkpoint(path, mask_activation=config.mask_activation)
@@ -117,6 +119,7 @@ class CGNGenerator(Generator):
                 extra_meta={"weights": label},
                 overwrite=True,
                 on_progress=advance,
+                precision=ctx.precision,
             )
 
         data = cached_image_set(
@@ -131,5 +134,6 @@ class CGNGenerator(Generator):
             **weights.provenance(),
             "folder": str(data.folder),
             **{k: data.meta[k] for k in ("n", "no_cfs", "seed", "engine")},
+            "precision": data.meta.get("precision", "fp32"),
         }
         return TrainingSet(TensorDataset(data.images, data.labels), task.num_classes, provenance)

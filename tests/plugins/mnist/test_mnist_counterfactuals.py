@@ -89,6 +89,19 @@ def test_fused_engine_matches_reference_engine(cgn):
     assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3  # float rounding only
 
 
+@pytest.mark.parametrize("engine", ["fused", "reference"])
+def test_bf16_generation_is_close_to_fp32_with_the_same_labels(cgn, engine):
+    kw = dict(no_cfs=2, batch_size=100, engine=engine)
+    fp32 = collect(generate_counterfactuals(cgn, 400, **kw))
+    bf16 = collect(generate_counterfactuals(cgn, 400, precision="bf16", **kw))
+    for x, y in zip(fp32[1:], bf16[1:], strict=True):
+        assert torch.equal(x, y)  # the draws do not depend on the precision
+    assert bf16[0].dtype == torch.uint8
+    diff = (fp32[0].float() - bf16[0].float()).abs()
+    assert diff.mean() > 0  # bf16 really ran
+    assert diff.mean() < 2.0  # a couple of uint8 levels on average, not other images
+
+
 def test_reference_engine_matches_cgn_composition(cgn):
     """One counterfactual by hand, with the same draws, through the CGN's own modules."""
     (batch,) = list(generate_counterfactuals(cgn, 8, seed=5, batch_size=8, engine="reference"))
