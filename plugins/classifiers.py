@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from robustbench_cgn import hookimpl
 
+from .imagenet.byo_classifiers import ExportedClassifier, PythonClassifier, TorchScriptClassifier
 from .imagenet.cgn_ensemble import CGNEnsemble
 from .imagenet.coral_classifier import MobileNetV2Coral
 from .imagenet.timm_classifier import TimmClassifier
@@ -16,6 +17,9 @@ def register_classifiers(registry) -> None:
     registry.add(CGNEnsemble)
     registry.add(MobileNetV2Coral)
     registry.add(TimmClassifier)
+    registry.add(TorchScriptClassifier)
+    registry.add(ExportedClassifier)
+    registry.add(PythonClassifier)
 
 
 @hookimpl
