@@ -72,15 +72,16 @@ def _input_config(given: InputFields, declared: dict[str, Any], where: str) -> I
 
 
 def _first(exc: Exception) -> str:
-    """The first sentence of an exception's message (torch's run on for lines)."""
+    """The first sentence of an exception's message (torch's messages run on for lines)."""
     text = (str(exc).splitlines() or [""])[0].split(". ")[0]
     return text or type(exc).__name__
 
 
 class BringYourOwn(ImageNetClassifier):
-    """What the three kinds share: preprocessing, the one-image check, identity."""
+    """What the three kinds share: preprocessing, the check at build, identity."""
 
     source_field: ClassVar[str]
+    example: ClassVar[str] = "FILE"
     has_eval_mode: ClassVar[bool] = True  # exported programs are fixed in the mode they were
 
     def _source(self) -> str:
@@ -88,8 +89,6 @@ class BringYourOwn(ImageNetClassifier):
         if not value:
             raise ConfigError(f"{self.name}: say which model, e.g. -c {self.name}:{self.example}")
         return value
-
-    example: ClassVar[str] = "FILE"
 
     # -- for files --
 
