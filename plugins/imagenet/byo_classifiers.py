@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from robustbench_cgn import RunContext, Task
+from robustbench_cgn import RunContext, Task, bounded
 from robustbench_cgn.data.download import sha256_file
 from robustbench_cgn.errors import ConfigError, DataNotFoundError, IncompatibleError
 from robustbench_cgn_plugins.imagenet.tasks import ImageNetClassifier, InputConfig
@@ -45,8 +45,8 @@ class InputFields:
     """Preprocessing given on the command line; empty values: from the model's side, else the
     ImageNet defaults."""
 
-    size: int = 0
-    crop_pct: float = 0.0
+    size: int = bounded(0, min=0, max=4096)  # 0: from the model's side
+    crop_pct: float = bounded(0.0, min=0.0, max=1.0)  # 0: from the model's side
     interpolation: str = ""
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
