@@ -131,10 +131,10 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"min": min(times), "median": statistics.median(times), "n": len(times)}
 
 
-def vgg_macs_per_image(style, size: int = 32) -> int:
-    """Multiply-accumulates of one forward pass of a style loss's VGG (or of a VGG)."""
+def vgg_macs_per_image(style: nn.Module, size: int = 32) -> int:
+    """Multiply-accumulates of one forward pass of a style loss's ``vgg``."""
     macs, h = 0, size
-    for layer in getattr(style, "vgg", style):
+    for layer in style.vgg:
         if isinstance(layer, torch.nn.Conv2d):
             k = layer.kernel_size[0] * layer.kernel_size[1]
             macs += layer.in_channels * layer.out_channels * k * h * h
@@ -143,14 +143,13 @@ def vgg_macs_per_image(style, size: int = 32) -> int:
     return macs
 
 
-def vgg_share_of_peak(kind: str, batch: int, data, args, step_s: float, peaks: dict) -> dict:
+def vgg_share_of_peak(
+    kind: str, batch: int, macs_per_image: int, step_s: float, peaks: dict
+) -> dict:
     """The VGG multiply-adds of one step (real forward + generated forward + generated
     input-backward ~ one more forward) over the step time, against the GEMM peak of the
     precision the VGG ran in: the fraction of the machine's measured peak that step reaches."""
-    trainer = make_trainer(kind, batch, data, args)
-    style = trainer.style.vgg if kind == "reference" else trainer.style
-    per_image = vgg_macs_per_image(style)
-    flops = 2 * 3 * per_image * batch
+    flops = 2 * 3 * macs_per_image * batch
     peak = peaks["bf16" if kind == "optimised-bf16" else "fp32"]
     return {
         "vgg_gflop_per_step": flops / 1e9,
@@ -160,7 +159,10 @@ def vgg_share_of_peak(kind: str, batch: int, data, args, step_s: float, peaks: d
     }
 
 
-def bench_steps(batch: int, data: TrainData, args: argparse.Namespace) -> dict[str, dict]:
+def bench_steps(
+    batch: int, data: TrainData, args: argparse.Namespace
+) -> tuple[dict[str, dict], dict[str, int]]:
+    """Step times of each kind, and the multiply-adds per image of each kind's VGG."""
     trainers = {k: make_trainer(k, batch, data, args) for k in args.kinds}
     for t in trainers.values():
         for _ in range(args.warmup):
@@ -169,7 +171,8 @@ def bench_steps(batch: int, data: TrainData, args: argparse.Namespace) -> dict[s
     for _ in range(args.iterations):
         for k, t in trainers.items():
             times[k].append(timed(t.train_step))
-    return {k: summary(v) for k, v in times.items()}
+    macs = {k: vgg_macs_per_image(t.style) for k, t in trainers.items()}
+    return {k: summary(v) for k, v in times.items()}, macs
 
 
 def bench_components(batch: int, data: TrainData, args: argparse.Namespace) -> dict[str, dict]:
@@ -250,11 +253,11 @@ def main() -> None:
     data = load_train_data("colored", args.data_dir)
     results: dict[str, object] = {"hardware": hardware, "threads": args.threads}
     for batch in args.batch:
-        steps = bench_steps(batch, data, args)
+        steps, macs = bench_steps(batch, data, args)
         entry: dict[str, object] = {"seconds_per_step": steps, "reference_over": {}, "vgg": {}}
         for kind, st in steps.items():
             ratio = steps["reference"]["min"] / st["min"]
-            share = vgg_share_of_peak(kind, batch, data, args, st["min"], peaks)
+            share = vgg_share_of_peak(kind, batch, macs[kind], st["min"], peaks)
             entry["reference_over"][kind] = ratio  # type: ignore[index]
             entry["vgg"][kind] = share  # type: ignore[index]
             print(

@@ -135,6 +135,7 @@ def reference_style_generation(cgn, n: int, no_cfs: int, batch: int = 100) -> in
 
 
 def bench_generation(root: Path, quick: bool) -> dict[str, object]:
+    from robustbench_cgn.hardware import bf16_is_fast
     from robustbench_cgn_plugins.mnist.cgn_fast import FastCGN
     from robustbench_cgn_plugins.mnist.cgn_model import load_cgn_checkpoint
     from robustbench_cgn_plugins.mnist.counterfactuals import generate_counterfactuals
@@ -203,9 +204,7 @@ def bench_generation(root: Path, quick: bool) -> dict[str, object]:
         "texture_net_bf16_us_per_img": 1e6 * t16 / 256,
         "uint8_max_abs_diff": float((q32 - q16).abs().max()),
         "uint8_frac_differing": float((q32 != q16).float().mean()),
-        "cpu_has_native_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text()
-        if Path("/proc/cpuinfo").exists()
-        else None,
+        "cpu_has_native_bf16": bf16_is_fast(torch.device("cpu")),
     }
     return out
 

@@ -64,8 +64,6 @@ def models_table(results: dict) -> str:
     for k in (1, 10):
         g = gen[f"no_cfs_{k}"]
         for prefix, what in (("fused", ""), ("fused_bf16", ", bf16")):
-            if f"{prefix}_best_img_s" not in g:
-                continue  # a record from before the bf16 engine
             lines.append(
                 f"| counterfactuals, {k} per mask{what} | {g[f'{prefix}_best_img_s']:,.0f} img/s | "
                 f"{g['reference_loop_img_s']:,.0f} img/s | "

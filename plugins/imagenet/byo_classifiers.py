@@ -80,12 +80,11 @@ def _first(exc: Exception) -> str:
 class BringYourOwn(ImageNetClassifier):
     """What the three kinds share: preprocessing, the check at build, identity."""
 
-    source_field: ClassVar[str]
     example: ClassVar[str] = "FILE"
     has_eval_mode: ClassVar[bool] = True  # exported programs are fixed in the mode they were
 
     def _source(self) -> str:
-        value = getattr(self.config, self.source_field)
+        value = getattr(self.config, self.name_argument)
         if not value:
             raise ConfigError(f"{self.name}: say which model, e.g. -c {self.name}:{self.example}")
         return value
@@ -117,7 +116,11 @@ class BringYourOwn(ImageNetClassifier):
         return self._sidecar()
 
     def input_config(self) -> InputConfig:
-        return _input_config(self.config, self.declared_input(), f"{self.name} classifier")
+        # asked for on every batch by prepare(): the sidecar is read once
+        if getattr(self, "_input", None) is None:
+            where = f"{self.name} classifier"
+            self._input = _input_config(self.config, self.declared_input(), where)
+        return self._input
 
     def identity(self, task: Task, ctx: RunContext) -> dict:
         return {"sha256": sha256_file(self._file()), "input": self.input_config().__dict__}
@@ -149,51 +152,53 @@ class BringYourOwn(ImageNetClassifier):
         self.model = model
 
 
-class TorchScriptClassifier(BringYourOwn):
+class FileClassifier(BringYourOwn):
+    """A model in one file; subclasses say how to read it (:meth:`read`) and name the format."""
+
+    name_argument = "file"
+    format_name: ClassVar[str]
+
+    @dataclass(frozen=True)
+    class Config(InputFields):
+        file: str = ""
+
+    def read(self, path: Path) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def load(self) -> torch.nn.Module:
+        path = self._file()
+        try:
+            return self.read(path)
+        except Exception as exc:
+            message = f"{path} is not a {self.format_name} ({_first(exc)})"
+            raise IncompatibleError(message) from None
+
+
+class TorchScriptClassifier(FileClassifier):
     name = "torchscript"
     description = "your TorchScript file: torchscript:FILE (preprocessing: --set or FILE.json)"
-    name_argument = "file"
-    source_field = "file"
+    format_name = "TorchScript file"
 
-    @dataclass(frozen=True)
-    class Config(InputFields):
-        file: str = ""
-
-    def load(self) -> torch.nn.Module:
-        path = self._file()
-        try:
-            with warnings.catch_warnings():  # the user chose the format: no deprecation notice
-                warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated")
-                return torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:
-            raise IncompatibleError(f"{path} is not a TorchScript file ({_first(exc)})") from None
+    def read(self, path: Path) -> torch.nn.Module:
+        with warnings.catch_warnings():  # the user chose the format: no deprecation notice
+            warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated")
+            return torch.jit.load(str(path), map_location="cpu")
 
 
-class ExportedClassifier(BringYourOwn):
+class ExportedClassifier(FileClassifier):
     name = "exported"
     description = "your torch.export program: exported:FILE.pt2 (preprocessing: --set or .json)"
-    name_argument = "file"
-    source_field = "file"
+    format_name = "torch.export program"
     has_eval_mode = False
 
-    @dataclass(frozen=True)
-    class Config(InputFields):
-        file: str = ""
-
-    def load(self) -> torch.nn.Module:
-        path = self._file()
-        try:
-            return torch.export.load(str(path)).module()
-        except Exception as exc:
-            message = f"{path} is not a torch.export program ({_first(exc)})"
-            raise IncompatibleError(message) from None
+    def read(self, path: Path) -> torch.nn.Module:
+        return torch.export.load(str(path)).module()
 
 
 class PythonClassifier(BringYourOwn):
     name = "python"
     description = "your function: python:MODULE:FUNCTION returning a module (and input config)"
     name_argument = "target"
-    source_field = "target"
     example = "my_models:build"
 
     @dataclass(frozen=True)

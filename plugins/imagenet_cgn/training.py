@@ -18,7 +18,6 @@ import torch
 from torch import Tensor
 
 from robustbench_cgn.checkpoint import (
-    Checkpointer,
     atomic_torch_save,
     atomic_write_text,
     read_checkpoint,
@@ -49,7 +48,6 @@ __all__ = [
     "ImageNetCGNTrainer",
     "TrainConfig",
     "export_cgn_weights",
-    "find_latest_checkpoint",
     "load_checkpoint",
     "resolve_training_files",
 ]
@@ -273,11 +271,6 @@ def resolve_training_files(
 def load_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """A training checkpoint, read with ``weights_only=True``, format checked."""
     return read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_WHAT)
-
-
-def find_latest_checkpoint(run_dir: str | PathLike[str]) -> Path | None:
-    """The newest checkpoint of the training in ``run_dir`` (``None``: none yet)."""
-    return Checkpointer.of_run(run_dir).latest()
 
 
 # ---------------------------------------------------------------------------------- trainer

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustbench_cgn.checkpoint import (
-    Checkpointer,
     atomic_torch_save,
     atomic_write_text,
     read_checkpoint,
@@ -61,7 +60,6 @@ __all__ = [
     "VARIANTS",
     "export_generator_weights",
     "cgn_train_forward",
-    "find_latest_checkpoint",
     "load_checkpoint",
     "load_dcgan_generator",
     "load_train_data",
@@ -329,11 +327,6 @@ def _find_vgg(path: str | PathLike[str] | None, data_dir: str | PathLike[str] | 
 def load_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """Read a training checkpoint with ``weights_only=True`` and check its format."""
     return read_checkpoint(path, CHECKPOINT_FORMAT, "training checkpoint")
-
-
-def find_latest_checkpoint(run_dir: str | PathLike[str]) -> Path | None:
-    """The newest checkpoint of the training in ``run_dir`` (``None``: none yet)."""
-    return Checkpointer.of_run(run_dir).latest()
 
 
 def reproduce_command(

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from robustbench_cgn.checkpoint import Checkpointer
 from robustbench_cgn.data.download import sha256_file as file_sha256
 from robustbench_cgn.errors import ConfigError
 from robustbench_cgn_plugins.mnist.cgn_model import build_cgn, load_cgn_checkpoint
@@ -23,7 +24,6 @@ from robustbench_cgn_plugins.mnist.training import (
     TrainData,
     cgn_train_forward,
     export_generator_weights,
-    find_latest_checkpoint,
     load_checkpoint,
     load_dcgan_generator,
     load_train_data,
@@ -209,7 +209,7 @@ def test_batches_are_a_function_of_seed_and_iteration(make):
 def test_checkpoint_contents(make, shared_data, tmp_path):
     trainer = make(iterations=2, checkpoint_every=1, keep_checkpoints=2)
     trainer.run()
-    latest = find_latest_checkpoint(tmp_path / "run")
+    latest = Checkpointer.of_run(tmp_path / "run").latest()
     assert latest is not None and latest.name == "ckpt_00000002.pt"
     assert len(list((tmp_path / "run" / "checkpoints").glob("*.pt"))) == 2
     assert not list((tmp_path / "run" / "checkpoints").glob(".*tmp"))
